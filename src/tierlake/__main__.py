@@ -1,0 +1,3 @@
+from tierlake.cli import main
+
+main()

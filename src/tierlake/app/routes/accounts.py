@@ -1,0 +1,58 @@
+"""Account endpoints: register, log in, log out, profile, delete account."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Response
+from fastapi.security import HTTPAuthorizationCredentials
+
+from tierlake.app.deps import DB, AppSettings, CurrentCustomer, _bearer
+from tierlake.app.schemas import (
+    AccountDelete,
+    CustomerCreate,
+    CustomerPublic,
+    ErrorResponse,
+    LoginRequest,
+    SessionPublic,
+)
+from tierlake.app.services import accounts
+
+router = APIRouter(tags=["accounts"])
+UNAUTHORIZED = {401: {"model": ErrorResponse}}
+
+
+@router.post("/auth/register", response_model=SessionPublic, status_code=201,
+             responses={409: {"model": ErrorResponse}})
+def register(db: DB, settings: AppSettings, body: CustomerCreate) -> SessionPublic:
+    """Create an account and log it in."""
+    return accounts.register(db, body, settings.session_ttl_hours)
+
+
+@router.post("/auth/login", response_model=SessionPublic, responses=UNAUTHORIZED)
+def login(db: DB, settings: AppSettings, body: LoginRequest) -> SessionPublic:
+    """Exchange e-mail and password for a bearer token."""
+    return accounts.login(db, body.email, body.password, settings.session_ttl_hours)
+
+
+@router.post("/auth/logout", status_code=204, response_class=Response, responses=UNAUTHORIZED)
+def logout(
+    db: DB, customer: CurrentCustomer,
+    creds: Annotated[HTTPAuthorizationCredentials, Depends(_bearer)],
+) -> Response:
+    """End this session (the token stops working)."""
+    accounts.logout(db, creds.credentials)
+    return Response(status_code=204)
+
+
+@router.get("/me", response_model=CustomerPublic, responses=UNAUTHORIZED)
+def me(customer: CurrentCustomer) -> CustomerPublic:
+    """The logged-in customer."""
+    return accounts.customer_public(customer)
+
+
+@router.delete("/me", status_code=204, response_class=Response, responses=UNAUTHORIZED)
+def delete_me(db: DB, customer: CurrentCustomer, body: AccountDelete) -> Response:
+    """Delete the account: personal data is erased; past orders stay, anonymised."""
+    accounts.delete_account(db, customer.id, body.password)
+    return Response(status_code=204)

@@ -1,0 +1,101 @@
+"""Customer accounts: register, log in and out, delete an account."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from tierlake.app.errors import ConflictError, UnauthorizedError
+from tierlake.app.schemas import CustomerCreate, CustomerPublic, SessionPublic
+from tierlake.app.security import hash_password, new_token, token_hash, verify_password
+from tierlake.data.db import Database
+from tierlake.data.schema import AuthSession, Cart, Customer, utcnow
+
+# Verified when the e-mail is unknown, so a login takes as long either way.
+_DUMMY_HASH = hash_password("not-a-real-password")
+
+
+def customer_public(c: Customer) -> CustomerPublic:
+    return CustomerPublic(id=c.id, email=c.email or "", name=c.name, country=c.country,
+                          is_admin=c.is_admin, created_at=c.created_at)
+
+
+def _open_session(s: Session, customer: Customer, ttl_hours: int) -> SessionPublic:
+    token = new_token()
+    expires = utcnow() + timedelta(hours=ttl_hours)
+    s.add(AuthSession(token_hash=token_hash(token), customer_id=customer.id, expires_at=expires))
+    return SessionPublic(token=token, expires_at=expires, customer=customer_public(customer))
+
+
+def _email_taken(email: str) -> ConflictError:
+    return ConflictError(
+        f"An account with {email} already exists; log in instead, or use another address.",
+        code="email_taken", fields=[{"field": "body.email", "message": "already registered"}])
+
+
+def register(db: Database, body: CustomerCreate, ttl_hours: int) -> SessionPublic:
+    email = body.email.lower()
+    password_hash = hash_password(body.password)  # slow on purpose: outside the transaction
+
+    def _create(s: Session) -> SessionPublic:
+        if s.scalar(select(Customer.id).where(Customer.email == email)) is not None:
+            raise _email_taken(email)
+        customer = Customer(email=email, name=body.name, password_hash=password_hash,
+                            country=body.country or "")
+        s.add(customer)
+        s.flush()
+        return _open_session(s, customer, ttl_hours)
+
+    try:
+        return db.write(_create)
+    except IntegrityError as exc:  # a concurrent registration of the same address won
+        raise _email_taken(email) from exc
+
+
+def login(db: Database, email: str, password: str, ttl_hours: int) -> SessionPublic:
+    email = email.lower()
+    with db.read() as s:
+        customer = s.scalar(select(Customer).where(
+            func.lower(Customer.email) == email, Customer.deleted_at.is_(None)))
+    if customer is None:
+        verify_password(_DUMMY_HASH, password)
+        raise UnauthorizedError("Wrong e-mail or password.", code="invalid_credentials")
+    if not verify_password(customer.password_hash, password):
+        raise UnauthorizedError("Wrong e-mail or password.", code="invalid_credentials")
+    return db.write(lambda s: _open_session(s, customer, ttl_hours))
+
+
+def logout(db: Database, token: str) -> None:
+    def _delete(s: Session) -> None:
+        session = s.scalar(select(AuthSession).where(AuthSession.token_hash == token_hash(token)))
+        if session is not None:
+            s.delete(session)
+
+    db.write(_delete)
+
+
+def delete_account(db: Database, customer_id: int, password: str) -> None:
+    """Erase the customer's personal data; their orders stay, anonymised, for the books."""
+
+    def _delete(s: Session) -> None:
+        customer = s.get(Customer, customer_id)
+        if customer is None or customer.deleted_at is not None:
+            raise UnauthorizedError("This account no longer exists.")
+        if not verify_password(customer.password_hash, password):
+            raise UnauthorizedError("Wrong password; the account was not deleted.",
+                                    code="invalid_credentials",
+                                    fields=[{"field": "body.password", "message": "wrong password"}])
+        for session in s.scalars(select(AuthSession).where(AuthSession.customer_id == customer_id)):
+            s.delete(session)
+        cart = s.scalar(select(Cart).where(Cart.customer_id == customer_id))
+        if cart is not None:
+            s.delete(cart)
+        customer.email = None
+        customer.name = ""
+        customer.password_hash = ""
+        customer.deleted_at = utcnow()
+
+    db.write(_delete)

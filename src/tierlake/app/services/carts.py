@@ -1,0 +1,79 @@
+"""A customer's cart: one open cart per customer, lines keyed by product."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tierlake.app.errors import NotFoundError, OutOfStockError
+from tierlake.app.schemas import CartItemPublic, CartPublic
+from tierlake.data.db import Database
+from tierlake.data.schema import Cart, CartItem, Product
+
+FREE_SHIPPING_FROM_CENTS = 5000
+SHIPPING_CENTS = 499
+
+
+def shipping_for(subtotal_cents: int) -> int:
+    return 0 if subtotal_cents == 0 or subtotal_cents >= FREE_SHIPPING_FROM_CENTS else SHIPPING_CENTS
+
+
+def cart_public(cart: Cart | None) -> CartPublic:
+    items = []
+    for item in cart.items if cart is not None else []:
+        p = item.product
+        stock = p.inventory.quantity if p.inventory is not None else 0
+        items.append(CartItemPublic(
+            product_id=p.id, sku=p.sku, slug=p.slug, name=p.name,
+            unit_price_cents=p.price_cents, quantity=item.quantity,
+            line_total_cents=p.price_cents * item.quantity,
+            available=p.active and stock >= item.quantity,
+        ))
+    subtotal = sum(i.line_total_cents for i in items)
+    shipping = shipping_for(subtotal)
+    return CartPublic(items=items, item_count=sum(i.quantity for i in items),
+                      subtotal_cents=subtotal, shipping_cents=shipping,
+                      total_cents=subtotal + shipping)
+
+
+def _cart(s: Session, customer_id: int) -> Cart | None:
+    return s.scalar(select(Cart).where(Cart.customer_id == customer_id))
+
+
+def read_cart(db: Database, customer_id: int) -> CartPublic:
+    with db.read() as s:
+        return cart_public(_cart(s, customer_id))
+
+
+def set_item(db: Database, customer_id: int, product_id: int, quantity: int) -> CartPublic:
+    """Set a product's quantity in the cart; 0 removes it."""
+
+    def _set(s: Session) -> CartPublic:
+        cart = _cart(s, customer_id)
+        item = None
+        if cart is not None:
+            item = next((i for i in cart.items if i.product_id == product_id), None)
+        if quantity == 0:
+            if item is not None:
+                cart.items.remove(item)  # type: ignore[union-attr]
+            return cart_public(cart)
+        product = s.get(Product, product_id)
+        if product is None or not product.active:
+            raise NotFoundError(f"No product {product_id} on sale.")
+        stock = product.inventory.quantity if product.inventory is not None else 0
+        if quantity > stock:
+            raise OutOfStockError(
+                f"Only {stock} of {product.name!r} left; choose {stock} or fewer."
+                if stock else f"{product.name!r} is out of stock.",
+                fields=[{"field": "body.quantity", "message": f"at most {stock}"}])
+        if cart is None:
+            cart = Cart(customer_id=customer_id)
+            s.add(cart)
+        if item is None:
+            cart.items.append(CartItem(product_id=product_id, quantity=quantity, product=product))
+        else:
+            item.quantity = quantity
+        s.flush()
+        return cart_public(cart)
+
+    return db.write(_set)

@@ -1,0 +1,187 @@
+"""The `tierlake` command: one entry point for every tier and tool."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Literal
+
+import structlog
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from tierlake import __version__
+from tierlake.config import Settings, get_settings
+from tierlake.errors import TierlakeError
+from tierlake.logging import configure_logging
+
+app = typer.Typer(
+    help="tierlake: the classic AWS web + analytics system on one machine or many.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+db_app = typer.Typer(help="The store's database: migrations and status.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+err = Console(stderr=True)
+out = Console()
+log = structlog.get_logger("tierlake.cli")
+
+
+def _settings(component: str = "cli") -> Settings:
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in exc.errors())
+        raise TierlakeError(
+            f"configuration is invalid ({problems}). Fix the TIERLAKE_* variable or "
+            "tierlake.toml key named; `tierlake config show --help` lists them.") from exc
+    configure_logging(settings.log_level, settings.log_format, component)
+    return settings
+
+
+def _database(settings: Settings):  # type: ignore[no-untyped-def]
+    from tierlake.data.db import Database
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return Database(settings.resolved_database_url, settings.database_pool_size)
+
+
+@app.command()
+def up(
+    seed: Annotated[bool, typer.Option(help="Seed a demo store when the database is empty.")] = True,
+) -> None:
+    """Run the whole system: migrate, seed if empty, start app and web tiers; Ctrl-C stops it."""
+    from tierlake.data import migrate
+    from tierlake.fleet.supervisor import Supervisor
+
+    settings = _settings("supervisor")
+    db = _database(settings)
+    migrate.upgrade(db.engine)
+    if seed:
+        from tierlake.data.seed import is_empty, seed_store
+
+        if is_empty(db):
+            out.print("Empty store: seeding a demo store (takes a few seconds)...")
+            seed_store(db, events_dir=settings.resolved_events_dir,
+                       admin_email=settings.admin_email,
+                       admin_password=settings.admin_password.get_secret_value())
+    db.dispose()
+    supervisor = Supervisor(settings)
+
+    def ready() -> None:
+        out.print(f"\n[bold green]tierlake is up.[/] Store: [bold]{supervisor.web.url}[/]   "
+                  f"API docs: {supervisor.app.url}/api/docs")
+        out.print(f"Admin login: {settings.admin_email} (password from TIERLAKE_ADMIN_PASSWORD)"
+                  "; demo shoppers' password: demo-password.  Press Ctrl-C to stop.\n")
+
+    supervisor.run(on_ready=ready)
+    out.print("tierlake stopped.")
+
+
+@app.command()
+def serve(
+    tier: Annotated[Literal["app", "web"], typer.Argument(help="Which tier to serve.")],
+    host: Annotated[str | None, typer.Option(help="Listen address [default: TIERLAKE_HOST].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [default: the tier's configured port].")] = None,
+) -> None:
+    """Serve one tier in the foreground (one instance; `up` starts them all)."""
+    import uvicorn
+
+    settings = _settings(tier)
+    if tier == "app":
+        from tierlake.app.main import create_app as create_api
+
+        asgi = create_api(settings)
+        default_port = settings.app_port
+    else:
+        from tierlake.web.main import create_app as create_web
+
+        asgi = create_web(settings)
+        default_port = settings.web_port
+    uvicorn.run(asgi, host=host or settings.host, port=port if port is not None else default_port,
+                log_config=None, access_log=False, timeout_graceful_shutdown=10,
+                server_header=False)
+
+
+@app.command()
+def seed(
+    products: Annotated[int, typer.Option(min=1, help="Products in the catalogue.")] = 240,
+    customers: Annotated[int, typer.Option(min=1, help="Customer accounts.")] = 1000,
+    orders: Annotated[int, typer.Option(min=0, help="Orders over the history.")] = 20000,
+    months: Annotated[int, typer.Option(min=1, max=120, help="Months of history.")] = 12,
+    clickstream: Annotated[bool, typer.Option(help="Also write the matching clickstream.")] = True,
+    random_seed: Annotated[int, typer.Option("--random-seed", help="Seed of the generator.")] = 42,
+) -> None:
+    """Fill an empty store with realistic demo data (catalogue, customers, orders, clicks)."""
+    from tierlake.data import migrate
+    from tierlake.data.seed import is_empty, seed_store
+
+    settings = _settings()
+    db = _database(settings)
+    migrate.upgrade(db.engine)
+    if not is_empty(db):
+        raise TierlakeError("the store already has data; seed only an empty database "
+                            "(point TIERLAKE_DATABASE_URL at a new one, or delete the SQLite file)")
+    info = seed_store(
+        db, products=products, customers=customers, orders=orders, months=months,
+        events_dir=settings.resolved_events_dir if clickstream else None, seed=random_seed,
+        admin_email=settings.admin_email,
+        admin_password=settings.admin_password.get_secret_value(), progress=True)
+    out.print(info)
+    db.dispose()
+
+
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Apply the schema migrations the database is missing."""
+    from tierlake.data import migrate
+    from tierlake.data.db import safe_url
+
+    settings = _settings()
+    db = _database(settings)
+    revision = migrate.upgrade(db.engine)
+    out.print(f"{safe_url(db.url)} is at revision {revision} (head).")
+
+
+@db_app.command("status")
+def db_status() -> None:
+    """Show which database is configured and its schema revision."""
+    from tierlake.data import migrate
+    from tierlake.data.db import safe_url
+
+    settings = _settings()
+    db = _database(settings)
+    current, head = migrate.current_revision(db.engine), migrate.head_revision()
+    state = "up to date" if current == head else "behind: run `tierlake db migrate`"
+    out.print(f"database: {safe_url(db.url)}\nrevision: {current or 'none'} (head {head}, {state})")
+
+
+@config_app.command("show")
+def config_show() -> None:
+    """Print the effective configuration as JSON (secrets masked)."""
+    out.print_json(json.dumps(_settings().public_dict()))
+
+
+@app.command()
+def version() -> None:
+    """Print tierlake's version."""
+    out.print(__version__)
+
+
+def main() -> None:
+    try:
+        app()
+    except TierlakeError as exc:
+        err.print(f"[bold red]error:[/] {exc}")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+

@@ -1,0 +1,161 @@
+"""One settings object for every tier.
+
+Precedence: environment (``TIERLAKE_*``, nested keys joined with ``__``) over
+``tierlake.toml`` (in the working directory, or the file named by
+``TIERLAKE_CONFIG``) over the defaults declared here. Every setting is declared
+once, with its default and help; ``docs/configuration.md`` is generated from
+these declarations and a test checks it is current.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_SECRET = "tierlake-local-development-secret"  # noqa: S105 - refused outside local mode
+DEFAULT_ADMIN_PASSWORD = "admin-password"  # noqa: S105 - refused outside local mode
+
+
+def _config_file() -> Path:
+    return Path(os.environ.get("TIERLAKE_CONFIG", "tierlake.toml"))
+
+
+class Settings(BaseSettings):
+    """tierlake's configuration. See docs/configuration.md for every key."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TIERLAKE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    environment: Literal["local", "production"] = Field(
+        "local",
+        description="`local` allows the built-in development secrets; `production` refuses them.",
+    )
+    data_dir: Path = Field(
+        Path("var"),
+        description="Where embedded defaults keep their files (SQLite database, event log).",
+    )
+    database_url: str = Field(
+        "",
+        description=(
+            "SQLAlchemy URL of the store's database. Empty means SQLite at "
+            "`<data_dir>/tierlake.db`. Examples: `mysql+pymysql://user:pw@host/db`, "
+            "`postgresql+psycopg://user:pw@host/db`."
+        ),
+    )
+    database_pool_size: int = Field(10, ge=1, description="Connections kept per app-tier process.")
+    secret_key: SecretStr = Field(
+        SecretStr(DEFAULT_SECRET),
+        description="Signs the web tier's cookies and CSRF tokens. Must be set in production.",
+    )
+    admin_email: str = Field(
+        "admin@tierlake.local", description="The administrator account created by `seed`."
+    )
+    admin_password: SecretStr = Field(
+        SecretStr(DEFAULT_ADMIN_PASSWORD),
+        description="Password of the administrator account created by `seed`.",
+    )
+    session_ttl_hours: int = Field(
+        72, ge=1, description="How long a customer's login session stays valid."
+    )
+    host: str = Field("127.0.0.1", description="Address the tiers listen on.")
+    web_port: int = Field(8000, ge=0, le=65535, description="Port of the web tier (store front).")
+    app_port: int = Field(8001, ge=0, le=65535, description="Port of the app tier (JSON API).")
+    app_url: str = Field(
+        "",
+        description=(
+            "Base URL the web tier uses to reach the app tier. Empty means "
+            "`http://<host>:<app_port>`."
+        ),
+    )
+    app_timeout_seconds: float = Field(
+        10.0, gt=0, description="Web tier's timeout for one call to the app tier."
+    )
+    events_dir: Path | None = Field(
+        None,
+        description="Directory of the clickstream event log. Empty means `<data_dir>/events`.",
+    )
+    events_flush_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="Buffer interval: the web tier delivers buffered events at least this often.",
+    )
+    events_flush_records: int = Field(
+        500, ge=1, description="Buffer size: deliver as soon as this many events are buffered."
+    )
+    log_level: str = Field("INFO", description="Log level: DEBUG, INFO, WARNING, ERROR.")
+    log_format: Literal["console", "json"] = Field(
+        "console", description="`json` writes one JSON object per log line."
+    )
+
+    @model_validator(mode="after")
+    def _refuse_default_secrets(self) -> Settings:
+        if self.environment == "production":
+            if self.secret_key.get_secret_value() == DEFAULT_SECRET:
+                raise ValueError(
+                    "TIERLAKE_SECRET_KEY is the built-in development secret; "
+                    "set a random one (e.g. `python -c 'import secrets; "
+                    "print(secrets.token_urlsafe(32))'`) for production"
+                )
+            if self.admin_password.get_secret_value() == DEFAULT_ADMIN_PASSWORD:
+                raise ValueError(
+                    "TIERLAKE_ADMIN_PASSWORD is the built-in default; set your own for production"
+                )
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=_config_file()),
+        )
+
+    # -- derived values -------------------------------------------------------------------------
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'tierlake.db').resolve()}"
+
+    @property
+    def resolved_app_url(self) -> str:
+        return (self.app_url or f"http://{self.host}:{self.app_port}").rstrip("/")
+
+    @property
+    def resolved_events_dir(self) -> Path:
+        return self.events_dir if self.events_dir is not None else self.data_dir / "events"
+
+    def public_dict(self) -> dict[str, Any]:
+        """Settings as shown to a user: secrets masked."""
+        return self.model_dump(mode="json")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings_cache() -> None:
+    get_settings.cache_clear()
