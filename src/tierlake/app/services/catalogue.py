@@ -30,13 +30,12 @@ def product_public(p: Product) -> ProductPublic:
 
 
 def list_categories(s: Session) -> list[CategoryPublic]:
-    counts = dict(
-        s.execute(
+    counts: dict[int, int] = {
+        cid: n for cid, n in s.execute(
             select(Product.category_id, func.count())
             .where(Product.active.is_(True))
-            .group_by(Product.category_id)
-        ).tuples()
-    )
+            .group_by(Product.category_id))
+    }
     return [category_public(c, counts.get(c.id, 0))
             for c in s.scalars(select(Category).order_by(Category.name))]
 

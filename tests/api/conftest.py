@@ -1,0 +1,81 @@
+"""Fixtures for the app tier: the API in-process over a real database (every backend)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tierlake.app.main import create_app
+from tierlake.app.security import hash_password
+from tierlake.config import Settings
+from tierlake.data.db import Database
+from tierlake.data.schema import Customer
+
+ADMIN_EMAIL, ADMIN_PASSWORD = "admin@example.com", "admin-password-1"
+SHIPPING = {"shipping": {"name": "Ada Lovelace", "address": "12 Analytical Row",
+                         "city": "London", "postcode": "N1 7AA", "country": "GB"}}
+
+
+@dataclass
+class Api:
+    """A TestClient plus helpers for the usual setup steps."""
+
+    client: TestClient
+    admin: dict[str, str]
+
+    def register(self, email: str | None = None, password: str = "password-123") -> dict[str, str]:
+        email = email or f"shopper-{uuid.uuid4().hex[:10]}@example.com"
+        r = self.client.post("/api/v1/auth/register",
+                             json={"email": email, "password": password, "name": "Shopper"})
+        assert r.status_code == 201, r.text
+        return {"Authorization": f"Bearer {r.json()['token']}"}
+
+    def category(self, slug: str = "books", name: str = "Books") -> dict:
+        r = self.client.post("/api/v1/admin/categories", json={"slug": slug, "name": name},
+                             headers=self.admin)
+        assert r.status_code in (201, 409), r.text
+        return r.json()
+
+    def product(self, name: str = "Deep Work", price_cents: int = 1999, stock: int = 10,
+                category: str = "books", sku: str | None = None) -> dict:
+        self.category(category, category.title())
+        body = {"sku": sku or f"SKU-{uuid.uuid4().hex[:8].upper()}", "name": name,
+                "category": category, "price_cents": price_cents, "stock": stock}
+        r = self.client.post("/api/v1/admin/products", json=body, headers=self.admin)
+        assert r.status_code == 201, r.text
+        return r.json()
+
+    def add(self, headers: dict[str, str], product_id: int, quantity: int = 1) -> dict:
+        r = self.client.put(f"/api/v1/cart/items/{product_id}", json={"quantity": quantity},
+                            headers=headers)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def checkout(self, headers: dict[str, str], key: str | None = None):  # type: ignore[no-untyped-def]
+        return self.client.post("/api/v1/orders", json=SHIPPING,
+                                headers={**headers, "Idempotency-Key": key or uuid.uuid4().hex})
+
+
+def make_admin(db: Database) -> None:
+    with db.session() as s:
+        s.add(Customer(email=ADMIN_EMAIL, name="Admin", is_admin=True,
+                       password_hash=hash_password(ADMIN_PASSWORD)))
+
+
+@pytest.fixture
+def api_app(db: Database):  # type: ignore[no-untyped-def]
+    return create_app(Settings(), db)
+
+
+@pytest.fixture
+def api(db: Database, api_app) -> Iterator[Api]:  # type: ignore[no-untyped-def]
+    make_admin(db)
+    with TestClient(api_app, raise_server_exceptions=False) as client:
+        r = client.post("/api/v1/auth/login",
+                        json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
+        assert r.status_code == 200, r.text
+        yield Api(client, {"Authorization": f"Bearer {r.json()['token']}"})

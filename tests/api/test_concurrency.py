@@ -1,0 +1,94 @@
+"""Checkout under contention, through a real HTTP server: no oversell, nothing else touched."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import uvicorn
+from sqlalchemy import select
+
+from tierlake.data.schema import STORE_TABLES, Base
+from tierlake.fleet.process import free_port
+
+BUYERS, UNITS = 50, 10
+
+
+@pytest.fixture
+def server_url(api_app) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(api_app, host="127.0.0.1", port=port,
+                                           log_config=None, access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+def _snapshot(db) -> dict[str, set[tuple]]:  # type: ignore[no-untyped-def]
+    with db.read() as s:
+        return {name: {tuple(r) for r in s.execute(select(Base.metadata.tables[name]))}
+                for name in STORE_TABLES}
+
+
+def test_fifty_checkouts_for_the_last_ten_units(api, db, server_url) -> None:
+    scarce = api.product(name="Last Few", stock=UNITS)
+    other = api.product(name="Bystander", stock=100)
+    buyers = [api.register() for _ in range(BUYERS)]
+    for headers in buyers:
+        api.add(headers, scarce["id"], 1)
+    before = _snapshot(db)
+
+    async def checkout_all() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=server_url, timeout=60) as client:
+            start = asyncio.Event()
+
+            async def one(headers: dict[str, str]) -> httpx.Response:
+                await start.wait()
+                return await client.post(
+                    "/api/v1/orders", headers={**headers, "Idempotency-Key": uuid.uuid4().hex},
+                    json={"shipping": {"name": "A", "address": "1 Way", "city": "C",
+                                       "postcode": "1", "country": "GB"}})
+
+            tasks = [asyncio.create_task(one(h)) for h in buyers]
+            await asyncio.sleep(0.1)
+            start.set()
+            return await asyncio.gather(*tasks)
+
+    responses = asyncio.run(checkout_all())
+    codes = sorted(r.status_code for r in responses)
+    assert codes == [201] * UNITS + [409] * (BUYERS - UNITS), [r.text for r in responses
+                                                              if r.status_code not in (201, 409)]
+    assert {r.json()["error"]["code"] for r in responses if r.status_code == 409} == {
+        "out_of_stock"}
+    winners = [r.json() for r in responses if r.status_code == 201]
+
+    after = _snapshot(db)
+    assert api.client.get(f"/api/v1/products/{scarce['id']}").json()["stock"] == 0
+    assert api.client.get(f"/api/v1/products/{other['id']}").json()["stock"] == 100
+    # Exactly the expected rows changed, and nothing else.
+    for name in ("categories", "products", "customers", "auth_sessions", "carts"):
+        assert after[name] == before[name], name
+    (old_stock,) = before["inventory"] - after["inventory"]
+    (new_stock,) = after["inventory"] - before["inventory"]
+    assert (old_stock[0], old_stock[1], new_stock[0], new_stock[1]) == (
+        scarce["id"], UNITS, scarce["id"], 0)
+    assert len(after["orders"] - before["orders"]) == UNITS
+    assert not before["orders"] - after["orders"]
+    new_lines = after["order_lines"] - before["order_lines"]
+    assert len(new_lines) == UNITS
+    assert {o["id"] for o in winners} == {line[1] for line in new_lines}
+    removed_items = before["cart_items"] - after["cart_items"]
+    assert len(removed_items) == UNITS and not after["cart_items"] - before["cart_items"]
+    tombstones = after["deleted_rows"] - before["deleted_rows"]
+    assert sorted(t[2] for t in tombstones) == sorted(str(i[0]) for i in removed_items)
