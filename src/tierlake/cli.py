@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import contextmanager
 from typing import Annotated, Literal
 
 import structlog
@@ -12,7 +13,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from tierlake import __version__
-from tierlake.config import Settings, get_settings
+from tierlake.config import DEFAULT_ADMIN_PASSWORD, Settings, get_settings
 from tierlake.errors import TierlakeError
 from tierlake.logging import configure_logging
 
@@ -37,19 +38,27 @@ def _settings(component: str = "cli") -> Settings:
         settings = get_settings()
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in exc.errors())
+            (f"TIERLAKE_{'__'.join(str(p) for p in e['loc']).upper()}: " if e["loc"] else "")
+            + e["msg"] for e in exc.errors())
         raise TierlakeError(
-            f"configuration is invalid ({problems}). Fix the TIERLAKE_* variable or "
-            "tierlake.toml key named; `tierlake config show --help` lists them.") from exc
+            f"configuration is invalid: {problems}. Fix the environment variable (or the same "
+            "key in tierlake.toml); docs/configuration.md lists every setting.") from exc
     configure_logging(settings.log_level, settings.log_format, component)
     return settings
 
 
+@contextmanager
 def _database(settings: Settings):  # type: ignore[no-untyped-def]
+    """The store's database; connection failures become one-line errors naming the fix."""
     from tierlake.data.db import Database
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return Database(settings.resolved_database_url, settings.database_pool_size)
+    db = Database(settings.resolved_database_url, settings.database_pool_size)
+    try:
+        with db.translate_errors():
+            yield db
+    finally:
+        db.dispose()
 
 
 @app.command()
@@ -61,24 +70,26 @@ def up(
     from tierlake.fleet.supervisor import Supervisor
 
     settings = _settings("supervisor")
-    db = _database(settings)
-    migrate.upgrade(db.engine)
-    if seed:
-        from tierlake.data.seed import is_empty, seed_store
+    with _database(settings) as db:
+        migrate.upgrade(db.engine)
+        if seed:
+            from tierlake.data.seed import is_empty, seed_store
 
-        if is_empty(db):
-            out.print("Empty store: seeding a demo store (takes a few seconds)...")
-            seed_store(db, events_dir=settings.resolved_events_dir,
-                       admin_email=settings.admin_email,
-                       admin_password=settings.admin_password.get_secret_value())
-    db.dispose()
+            if is_empty(db):
+                out.print("Empty store: seeding a demo store (takes a few seconds)...")
+                seed_store(db, events_dir=settings.resolved_events_dir,
+                           admin_email=settings.admin_email,
+                           admin_password=settings.admin_password.get_secret_value())
     supervisor = Supervisor(settings)
 
     def ready() -> None:
         out.print(f"\n[bold green]tierlake is up.[/] Store: [bold]{supervisor.web.url}[/]   "
                   f"API docs: {supervisor.app.url}/api/docs")
-        out.print(f"Admin login: {settings.admin_email} (password from TIERLAKE_ADMIN_PASSWORD)"
-                  "; demo shoppers' password: demo-password.  Press Ctrl-C to stop.\n")
+        password = settings.admin_password.get_secret_value()
+        shown = password if password == DEFAULT_ADMIN_PASSWORD else "TIERLAKE_ADMIN_PASSWORD"
+        out.print(f"Admin: {settings.admin_email} / {shown}.  Demo shoppers: "
+                  "customer e-mails from the admin page, password demo-password.")
+        out.print("Press Ctrl-C to stop.\n")
 
     supervisor.run(on_ready=ready)
     out.print("tierlake stopped.")
@@ -123,18 +134,18 @@ def seed(
     from tierlake.data.seed import is_empty, seed_store
 
     settings = _settings()
-    db = _database(settings)
-    migrate.upgrade(db.engine)
-    if not is_empty(db):
-        raise TierlakeError("the store already has data; seed only an empty database "
-                            "(point TIERLAKE_DATABASE_URL at a new one, or delete the SQLite file)")
-    info = seed_store(
-        db, products=products, customers=customers, orders=orders, months=months,
-        events_dir=settings.resolved_events_dir if clickstream else None, seed=random_seed,
-        admin_email=settings.admin_email,
-        admin_password=settings.admin_password.get_secret_value(), progress=True)
+    with _database(settings) as db:
+        migrate.upgrade(db.engine)
+        if not is_empty(db):
+            raise TierlakeError(
+                "the store already has data; seed only an empty database (point "
+                "TIERLAKE_DATABASE_URL at a new one, or delete the SQLite file)")
+        info = seed_store(
+            db, products=products, customers=customers, orders=orders, months=months,
+            events_dir=settings.resolved_events_dir if clickstream else None, seed=random_seed,
+            admin_email=settings.admin_email,
+            admin_password=settings.admin_password.get_secret_value(), progress=True)
     out.print(info)
-    db.dispose()
 
 
 @db_app.command("migrate")
@@ -143,10 +154,9 @@ def db_migrate() -> None:
     from tierlake.data import migrate
     from tierlake.data.db import safe_url
 
-    settings = _settings()
-    db = _database(settings)
-    revision = migrate.upgrade(db.engine)
-    out.print(f"{safe_url(db.url)} is at revision {revision} (head).")
+    with _database(_settings()) as db:
+        revision = migrate.upgrade(db.engine)
+        out.print(f"{safe_url(db.url)} is at revision {revision} (head).")
 
 
 @db_app.command("status")
@@ -155,17 +165,25 @@ def db_status() -> None:
     from tierlake.data import migrate
     from tierlake.data.db import safe_url
 
-    settings = _settings()
-    db = _database(settings)
-    current, head = migrate.current_revision(db.engine), migrate.head_revision()
-    state = "up to date" if current == head else "behind: run `tierlake db migrate`"
-    out.print(f"database: {safe_url(db.url)}\nrevision: {current or 'none'} (head {head}, {state})")
+    with _database(_settings()) as db:
+        current, head = migrate.current_revision(db.engine), migrate.head_revision()
+        state = "up to date" if current == head else "behind: run `tierlake db migrate`"
+        out.print(f"database: {safe_url(db.url)}\n"
+                  f"revision: {current or 'none'} (head {head}, {state})")
 
 
 @config_app.command("show")
 def config_show() -> None:
     """Print the effective configuration as JSON (secrets masked)."""
     out.print_json(json.dumps(_settings().public_dict()))
+
+
+@config_app.command("docs")
+def config_docs() -> None:
+    """Print the configuration reference (docs/configuration.md) as Markdown."""
+    from tierlake.config import settings_reference
+
+    sys.stdout.write(settings_reference())
 
 
 @app.command()

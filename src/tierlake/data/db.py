@@ -145,13 +145,13 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        with self._translate(), self._read() as session:
+        with self.translate_errors(), self._read() as session:
             yield session
 
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A write session committed on success, rolled back on error (no retry)."""
-        with self._translate(), self._write() as session, session.begin():
+        with self.translate_errors(), self._write() as session, session.begin():
             yield session
 
     def write(self, fn: Callable[[Session], T], attempts: int = 4) -> T:
@@ -168,7 +168,7 @@ class Database:
         raise AssertionError("unreachable")
 
     @contextmanager
-    def _translate(self) -> Iterator[None]:
+    def translate_errors(self) -> Iterator[None]:
         try:
             yield
         except OperationalError as exc:

@@ -1,0 +1,1 @@
+"""The store front's pages, one module per area."""
