@@ -1,0 +1,72 @@
+"""Start and stop a whole system the way a user does: `tierlake up` in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tierlake.fleet.process import free_port
+
+
+@dataclass
+class System:
+    proc: subprocess.Popen[str]
+    web_url: str
+    app_url: str
+    data_dir: Path
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def _wait_for(url: str, proc: subprocess.Popen[str], log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"tierlake up exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"{url} did not answer within {timeout:.0f} s:\n{log.read_text()[-4000:]}")
+
+
+def start_system(tmp_path: Path, *, seed: bool, extra_env: dict[str, str] | None = None
+                 ) -> System:
+    web_port, app_port = free_port(), free_port()
+    log = tmp_path / "up.log"
+    env = {**os.environ, "TIERLAKE_DATA_DIR": str(tmp_path / "var"),
+           "TIERLAKE_WEB_PORT": str(web_port), "TIERLAKE_APP_PORT": str(app_port),
+           "TIERLAKE_EVENTS_FLUSH_SECONDS": "1", **(extra_env or {})}
+    args = [sys.executable, "-m", "tierlake", "up"] + ([] if seed else ["--no-seed"])
+    with log.open("w") as out:
+        proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
+    system = System(proc, f"http://127.0.0.1:{web_port}", f"http://127.0.0.1:{app_port}",
+                    tmp_path / "var", log)
+    _wait_for(system.web_url + "/health", proc, log, timeout=180)
+    return system
+
+
+def stop_system(system: System) -> int:
+    if system.proc.poll() is None:
+        system.proc.send_signal(signal.SIGINT)
+        try:
+            return system.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(system.proc.pid, signal.SIGKILL)
+            system.proc.wait()
+            pytest.fail(f"tierlake up did not stop on Ctrl-C:\n{system.output()[-4000:]}")
+    return system.proc.returncode
