@@ -110,7 +110,8 @@ def is_transient(exc: BaseException) -> bool:
     if not isinstance(exc, DBAPIError):
         return False
     orig = exc.orig
-    code = getattr(orig, "args", [None])[0] if orig is not None else None
+    args = getattr(orig, "args", ()) if orig is not None else ()
+    code = args[0] if args else None
     if code in (1205, 1213):  # MySQL lock wait timeout, deadlock
         return True
     sqlstate = getattr(orig, "sqlstate", None)
