@@ -63,7 +63,9 @@ def _database(settings: Settings):  # type: ignore[no-untyped-def]
 
 @app.command()
 def up(
-    seed: Annotated[bool, typer.Option(help="Seed a demo store when the database is empty.")] = True,
+    seed: Annotated[
+        bool, typer.Option(help="Seed a demo store when the database is empty.")
+    ] = True,
 ) -> None:
     """Run the whole system: migrate, seed if empty, start app and web tiers; Ctrl-C stops it."""
     from tierlake.data import migrate
@@ -98,8 +100,12 @@ def up(
 @app.command()
 def serve(
     tier: Annotated[Literal["app", "web"], typer.Argument(help="Which tier to serve.")],
-    host: Annotated[str | None, typer.Option(help="Listen address [default: TIERLAKE_HOST].")] = None,
-    port: Annotated[int | None, typer.Option(help="Port [default: the tier's configured port].")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Listen address [default: TIERLAKE_HOST].")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port [default: the tier's configured port].")
+    ] = None,
 ) -> None:
     """Serve one tier in the foreground (one instance; `up` starts them all)."""
     import uvicorn

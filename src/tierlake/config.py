@@ -10,6 +10,7 @@ these declarations and a test checks it is current.
 from __future__ import annotations
 
 import os
+from contextlib import suppress
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -154,11 +155,10 @@ class Settings(BaseSettings):
 
         data = self.model_dump(mode="json")
         if self.database_url:
-            try:
+            # An unparseable URL is shown as given: it has no password part to hide.
+            with suppress(Exception):
                 data["database_url"] = make_url(self.database_url).render_as_string(
                     hide_password=True)
-            except Exception:  # an unparseable URL is shown as given; it has no password part
-                pass
         return data
 
 

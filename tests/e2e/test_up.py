@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import httpx
-
 from system_proc import start_system, stop_system
 
 

@@ -87,7 +87,8 @@ def delete_account(db: Database, customer_id: int, password: str) -> None:
         if not verify_password(customer.password_hash, password):
             raise UnauthorizedError("Wrong password; the account was not deleted.",
                                     code="invalid_credentials",
-                                    fields=[{"field": "body.password", "message": "wrong password"}])
+                                    fields=[{"field": "body.password",
+                                             "message": "wrong password"}])
         for session in s.scalars(select(AuthSession).where(AuthSession.customer_id == customer_id)):
             s.delete(session)
         cart = s.scalar(select(Cart).where(Cart.customer_id == customer_id))

@@ -9,7 +9,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from tierlake.app.errors import ConflictError, InvalidInputError, NotFoundError
+from tierlake.app.errors import ConflictError, InvalidInputError
 from tierlake.app.schemas import (
     CategoryCreate,
     CategoryPublic,

@@ -15,7 +15,9 @@ SHIPPING_CENTS = 499
 
 
 def shipping_for(subtotal_cents: int) -> int:
-    return 0 if subtotal_cents == 0 or subtotal_cents >= FREE_SHIPPING_FROM_CENTS else SHIPPING_CENTS
+    if subtotal_cents == 0 or subtotal_cents >= FREE_SHIPPING_FROM_CENTS:
+        return 0
+    return SHIPPING_CENTS
 
 
 def cart_public(cart: Cart | None) -> CartPublic:
