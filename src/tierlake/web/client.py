@@ -37,8 +37,15 @@ class ApiError(Exception):
         for item in self.fields:
             name = str(item.get("field", "")).rsplit(".", 1)[-1]
             if name and name not in out:
-                out[name] = str(item.get("message", "is not valid"))
+                out[name] = _readable(str(item.get("message") or "is not valid"))
         return out
+
+
+def _readable(message: str) -> str:
+    """``value is not a valid email address: An email ...`` -> ``An email ...``."""
+    if message.startswith("value is not a valid") and ": " in message:
+        message = message.split(": ", 1)[1]
+    return message[:1].upper() + message[1:]
 
 
 def _parse_error(response: httpx.Response) -> ApiError:

@@ -111,6 +111,16 @@ async def _health(_: Request) -> Response:
     return JSONResponse({"status": "ok", "tier": "web"})
 
 
+async def _ready(request: Request) -> Response:
+    """Ready when the app tier behind this web instance answers its own /ready."""
+    try:
+        await request.app.state.api.get("/ready")
+    except (AppTierUnavailableError, ApiError) as exc:
+        return JSONResponse({"status": "unavailable", "tier": "web",
+                             "error": str(exc)[:300]}, 503)
+    return JSONResponse({"status": "ok", "tier": "web"})
+
+
 async def _favicon(_: Request) -> Response:
     return FileResponse(STATIC / "logo.svg", media_type="image/svg+xml")
 
@@ -158,6 +168,7 @@ def create_app(
 
     routes: list[Any] = [
         Route("/health", _health),
+        Route("/ready", _ready),
         Route("/favicon.ico", _favicon),
         Route("/robots.txt", _robots),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),

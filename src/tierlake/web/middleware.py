@@ -20,6 +20,17 @@ from tierlake.web.tracking import is_tracked_path, record_request
 
 log = structlog.get_logger("tierlake.web")
 
+# Every asset is served by this tier, so pages may load nothing from elsewhere.
+SECURITY_HEADERS = {
+    "content-security-policy": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+        "script-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'self'"
+    ),
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "strict-origin-when-cross-origin",
+}
+
 
 class WebContextMiddleware:
     def __init__(self, app: ASGIApp, codec: CookieCodec, event_log: EventLog) -> None:
@@ -50,6 +61,8 @@ class WebContextMiddleware:
                 result["content_type"] = out.get("content-type", "")
                 for value in response_cookies(self.codec, ctx, cookies, secure=secure):
                     out.append("set-cookie", value)
+                for name, value in SECURITY_HEADERS.items():
+                    out.setdefault(name, value)
             await send(message)
 
         try:

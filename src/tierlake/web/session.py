@@ -64,7 +64,6 @@ class WebContext:
     # clickstream: fields for this request's page_view and extra action events
     page: dict[str, Any] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
-    track_page_view: bool = True
 
     def login(self, auth: Auth, expires_at: datetime | None) -> None:
         max_age = AUTH_FALLBACK_MAX_AGE

@@ -21,7 +21,7 @@ from tierlake.web.session import WebContext
 
 log = structlog.get_logger(__name__)
 
-UNTRACKED_PREFIXES = ("/static/", "/health", "/favicon.ico", "/robots.txt")
+UNTRACKED_PREFIXES = ("/static/", "/health", "/ready", "/favicon.ico", "/robots.txt")
 _FIELDS = ("product_id", "category", "query", "order_id")
 
 
@@ -66,8 +66,7 @@ def record_request(
         "source": event_log.source,
     }
     events: list[dict[str, Any]] = []
-    if (scope["method"] == "GET" and content_type.startswith("text/html")
-            and ctx.track_page_view):
+    if scope["method"] == "GET" and content_type.startswith("text/html"):
         events.append({"event_type": "page_view", **ctx.page})
     events.extend(ctx.events)
     count = 0

@@ -1,0 +1,174 @@
+"""Accounts and the back office through the store front."""
+
+from __future__ import annotations
+
+import pytest
+from storefront import (
+    ADMIN_EMAIL,
+    ADMIN_PASSWORD,
+    PASSWORD,
+    csrf_of,
+    login,
+    register,
+    submit,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_register_errors_are_shown_next_to_fields_with_input_kept(store) -> None:
+    client = store.browser()
+    r = await submit(client, "/register", "/register",
+                     {"email": "ada@example.com", "password": "short", "name": "Ada"})
+    assert r.status_code == 422
+    assert 'data-testid="error-password"' in r.text
+    assert 'value="ada@example.com"' in r.text and 'value="Ada"' in r.text
+    assert "short" not in r.text.split('id="password"')[1].split(">")[0]  # password not echoed
+
+
+async def test_register_with_a_taken_email_says_so(store) -> None:
+    email = await register(store.browser())
+    r = await submit(store.browser(), "/register", "/register",
+                     {"email": email, "password": PASSWORD, "name": "Again"})
+    assert r.status_code == 409
+    assert 'data-testid="error-email"' in r.text and "already exists" in r.text
+
+
+async def test_login_with_wrong_password_keeps_the_email(store) -> None:
+    email = await register(store.browser())
+    client = store.browser()
+    r = await login(client, email, "wrong-password")
+    assert r.status_code == 401
+    assert "Wrong email or password" in r.text and f'value="{email}"' in r.text
+    assert 'data-testid="nav-login"' in r.text
+
+
+async def test_logout_forgets_the_customer(store) -> None:
+    client = store.browser()
+    await register(client, name="Linus Pauling")
+    page = await client.get("/")
+    assert "Linus" in page.text
+    r = await client.post("/logout", data={"csrf_token": csrf_of(page.text)})
+    assert r.status_code == 303
+    home = await client.get("/")
+    assert "Linus" not in home.text and 'data-testid="nav-login"' in home.text
+    assert (await client.get("/cart")).status_code == 303
+
+
+async def test_tampered_auth_cookie_is_ignored(store) -> None:
+    client = store.browser()
+    await register(client, name="Rosalind Franklin")
+    value = client.cookies.get("tl_auth")
+    assert value
+    client.cookies.set("tl_auth", value[:-3] + "xyz", domain="shop.test")
+    home = await client.get("/")
+    assert 'data-testid="nav-login"' in home.text and 'data-testid="nav-logout"' not in home.text
+
+
+async def test_account_page_and_deleting_the_account(store) -> None:
+    client = store.browser()
+    email = await register(client, name="Barbara Liskov")
+    page = await client.get("/account")
+    assert page.status_code == 200 and email in page.text and "Barbara Liskov" in page.text
+    r = await submit(client, "/account", "/account/delete", {"password": "not-my-password"})
+    assert r.status_code == 401
+    assert 'data-testid="error-password"' in r.text and "not deleted" in r.text
+    r = await submit(client, "/account", "/account/delete", {"password": PASSWORD})
+    assert r.status_code == 303 and r.headers["location"] == "/"
+    home = await client.get("/")
+    assert "has been deleted" in home.text and 'data-testid="nav-login"' in home.text
+    r = await login(store.browser(), email)
+    assert r.status_code == 401
+
+
+async def test_expired_api_session_sends_the_customer_to_login(store) -> None:
+    client = store.browser()
+    await register(client)
+    r = await client.get("/")
+    token_page = await client.get("/account")
+    assert token_page.status_code == 200
+    # end the API session behind the web tier's back (e.g. it expired)
+    await client.post("/logout", data={"csrf_token": csrf_of(r.text)})
+    client.cookies.set("tl_auth", token_page.request.headers["cookie"].split("tl_auth=")[1]
+                       .split(";")[0], domain="shop.test")
+    r = await client.get("/account")
+    assert r.status_code == 303 and r.headers["location"] == "/login?next=/account"
+    page = await client.get(r.headers["location"])
+    assert "session has expired" in page.text
+
+
+async def test_admin_pages_are_forbidden_to_customers(store, catalogue) -> None:
+    client = store.browser()
+    await register(client)
+    r = await client.get("/admin")
+    assert r.status_code == 403 and "Access denied" in r.text
+    r = await client.get(f"/admin/products/{catalogue['mug']['id']}")
+    assert r.status_code == 403
+    page = await client.get("/")
+    r = await client.post(f"/admin/products/{catalogue['mug']['id']}/stock",
+                          data={"csrf_token": csrf_of(page.text), "quantity": "999"})
+    assert r.status_code == 403
+    assert (await store.api.get(f"/api/v1/products/{catalogue['mug']['id']}")).json()[
+        "stock"] == 10
+
+
+async def admin_browser(store):  # type: ignore[no-untyped-def]
+    client = store.browser()
+    r = await login(client, ADMIN_EMAIL, ADMIN_PASSWORD, next_path="/admin")
+    assert r.status_code == 303 and r.headers["location"] == "/admin"
+    return client
+
+
+async def test_admin_lists_searches_and_edits_products(store, catalogue) -> None:
+    client = await admin_browser(store)
+    page = await client.get("/admin")
+    assert page.status_code == 200
+    assert "Ceramic Mug" in page.text and "Deep Work" in page.text and "$12.34" in page.text
+    found = await client.get("/admin", params={"q": "knife"})
+    assert "Chef Knife" in found.text and "Ceramic Mug" not in found.text
+    mug = catalogue["mug"]
+    edit = await client.get(f"/admin/products/{mug['id']}")
+    assert edit.status_code == 200 and 'value="12.34"' in edit.text
+    r = await client.post(f"/admin/products/{mug['id']}", data={
+        "csrf_token": csrf_of(edit.text), "name": "Big Ceramic Mug", "price": "14.50",
+        "category": "kitchen", "description": "Bigger.", "active": "on"})
+    assert r.status_code == 303
+    product = (await store.api.get(f"/api/v1/products/{mug['id']}")).json()
+    assert product["name"] == "Big Ceramic Mug" and product["price_cents"] == 1450
+    r = await client.post(f"/admin/products/{mug['id']}", data={
+        "csrf_token": csrf_of(edit.text), "name": "Big Ceramic Mug", "price": "abc",
+        "category": "kitchen"})
+    assert r.status_code == 422 and 'data-testid="error-price"' in r.text
+    # untick "active" retires the product
+    r = await client.post(f"/admin/products/{mug['id']}", data={
+        "csrf_token": csrf_of(edit.text), "name": "Big Ceramic Mug", "price": "14.50",
+        "category": "kitchen"})
+    assert r.status_code == 303
+    assert (await store.api.get(f"/api/v1/products/{mug['id']}")).json()["active"] is False
+
+
+async def test_admin_sets_stock_and_creates_products_and_categories(store, catalogue) -> None:
+    client = await admin_browser(store)
+    page = await client.get("/admin")
+    token = csrf_of(page.text)
+    knife = catalogue["knife"]
+    r = await client.post(f"/admin/products/{knife['id']}/stock",
+                          data={"csrf_token": token, "quantity": "42", "return_to": "list"})
+    assert r.status_code == 303 and r.headers["location"] == "/admin"
+    r = await client.post(f"/admin/products/{knife['id']}/stock",
+                          data={"csrf_token": token, "quantity": "-2"})
+    assert (await store.api.get(f"/api/v1/products/{knife['id']}")).json()["stock"] == 40
+    r = await client.post("/admin/categories", data={
+        "csrf_token": token, "name": "Garden", "slug": "garden", "description": ""})
+    assert r.status_code == 303
+    r = await client.post("/admin/products", data={
+        "csrf_token": token, "sku": "CAN-001", "name": "Watering Can", "price": "29",
+        "category": "garden", "stock": "5", "description": "Holds 5 litres."})
+    assert r.status_code == 303
+    shop = await store.browser().get("/c/garden")
+    assert "Watering Can" in shop.text and "$29.00" in shop.text
+    r = await client.post("/admin/products", data={
+        "csrf_token": token, "sku": "bad sku", "name": "X", "price": "1",
+        "category": "garden"})
+    assert r.status_code == 422 and 'data-testid="error-sku"' in r.text
+    assert 'value="bad sku"' in r.text  # the admin's input is kept
