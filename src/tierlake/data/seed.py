@@ -21,6 +21,9 @@ Speed and scale: rows are generated with numpy and written with SQLAlchemy Core
 ``CHUNK_ORDERS`` (one transaction each), so memory stays bounded for millions of
 orders. Ids are explicit; on PostgreSQL the id sequences are moved past them
 (``setval``) at the end. Deterministic for a given ``seed`` and ``now``.
+
+Helpers: ``seed_catalogue`` (word lists, products, customers), ``seed_orders`` (the
+calendar, orders and lines), ``seed_clicks`` (the clickstream history).
 """
 
 from __future__ import annotations
@@ -49,19 +52,26 @@ from tierlake.data.seed_catalogue import (
     Customers,
     build_catalogue,
     build_customers,
+    to_datetimes,
 )
 from tierlake.data.seed_clicks import HOUR_US, ClickGenerator
+from tierlake.data.seed_orders import (
+    FREE_SHIPPING_FROM_CENTS,
+    SHIPPING_CENTS,
+    hourly_weights,
+    order_chunk,
+)
 from tierlake.errors import TierlakeError
 
 log = structlog.get_logger(__name__)
 
 DEMO_PASSWORD = "demo-password"  # noqa: S105 - the documented demo customers' password
-FREE_SHIPPING_FROM_CENTS = 5000  # same rule as tierlake.app.services.carts
-SHIPPING_CENTS = 499
 CHUNK_ORDERS = 10_000
 CLICK_BATCH = 2_500
 INSERT_ROWS = 5_000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+__all__ = ["FREE_SHIPPING_FROM_CENTS", "SHIPPING_CENTS", "SeedInfo", "StoreNotEmptyError",
+           "is_empty", "seed_store"]
 T = {t.name: t for t in schema.Base.metadata.sorted_tables}
 
 
@@ -97,38 +107,11 @@ def _us(when: datetime) -> int:
     return (when - EPOCH) // timedelta(microseconds=1)
 
 
-def _dts(us: np.ndarray) -> list[datetime]:
-    return [d.replace(tzinfo=UTC) for d in us.astype("datetime64[us]").tolist()]
-
-
 def _months_before(now: datetime, months: int) -> datetime:
     y, m = divmod(now.year * 12 + now.month - 1 - months, 12)
     first_next = datetime(y + (m + 1) // 12, (m + 1) % 12 + 1, 1, tzinfo=UTC)
     day = min(now.day, (first_next - timedelta(days=1)).day)
     return now.replace(year=y, month=m + 1, day=day)
-
-
-SEASON = {11: 1.45, 12: 1.9, 1: 0.85, 2: 0.85, 3: 0.95, 7: 0.9, 8: 0.9, 10: 1.05}
-WEEKDAY = np.array([1.08, 1.0, 0.98, 0.97, 0.9, 0.86, 1.12])  # Monday first
-HOUR_OF_DAY = np.array([0.35, 0.25, 0.2, 0.18, 0.2, 0.3, 0.5, 0.75, 0.95, 1.05, 1.1, 1.15,
-                        1.2, 1.15, 1.1, 1.1, 1.15, 1.25, 1.4, 1.55, 1.6, 1.45, 1.1, 0.7])
-
-
-def hourly_weights(start: int, now: int) -> tuple[np.ndarray, np.ndarray]:
-    """Hour starts from ``start`` to ``now`` and each hour's relative order rate."""
-    hours = np.arange(start // HOUR_US * HOUR_US, now, HOUR_US, dtype=np.int64)
-    days = hours.astype("datetime64[us]").astype("datetime64[D]")
-    month = days.astype("datetime64[M]").astype(np.int64) % 12 + 1
-    mday = (days - days.astype("datetime64[M]")).astype(np.int64) + 1
-    season = np.array([SEASON.get(m, 1.0) for m in range(13)])[month]
-    season[(month == 11) & (mday >= 23)] = 2.6  # Black Friday to Cyber Monday
-    season[(month == 12) & (mday >= 21)] = 1.3
-    season[(month == 12) & (mday >= 24) & (mday <= 25)] = 0.6
-    weekday = WEEKDAY[(days.astype(np.int64) + 3) % 7]
-    hod = HOUR_OF_DAY[(hours // HOUR_US) % 24]
-    trend = 1.0 + 0.35 * (hours - hours[0]) / max(now - hours[0], 1)
-    part = np.minimum(now - hours, HOUR_US) / HOUR_US  # the current hour is partial
-    return hours, season * weekday * hod * trend * part
 
 
 class _Bars:
@@ -195,6 +178,8 @@ def seed_store(
     """
     if products < 1 or customers < 1 or orders < 0 or months < 1:
         raise ValueError("need products >= 1, customers >= 1, orders >= 0 and months >= 1")
+    if now is not None and now.tzinfo is None:
+        raise ValueError("now must be an aware datetime, e.g. datetime.now(UTC)")
     if not is_empty(db):
         raise StoreNotEmptyError(
             f"the store at {db.engine.url.render_as_string(hide_password=True)} already has "
@@ -216,10 +201,14 @@ def seed_store(
         hours, weights = hourly_weights(start_us, now_us)
         clicks = None
         if events_dir is not None:
+            if any((Path(events_dir) / "clickstream").glob("dt=*")):
+                log.warning("seed.events_dir_not_empty", events_dir=str(events_dir),
+                            fix="clickstream history is added beside the files already there; "
+                            "empty the directory first unless that is what you want")
             clicks = ClickGenerator(Path(events_dir), catalogue, people, r_click, seed, now_us,
                                     hours, weights, orders)
-        n_lines = _seed_orders(db, r_ord, orders, hours, weights, now_us, catalogue, people,
-                               clicks, bars)
+        n_lines = _seed_orders(db, r_ord, orders, hours, weights, start_us, now_us, catalogue,
+                               people, clicks, bars)
         if clicks is not None:
             clicks.finish()
             bars.total("clickstream", clicks.events)
@@ -236,14 +225,14 @@ def _seed_catalogue(conn: Connection, rng: np.random.Generator, n: int, start: i
                     bars: _Bars) -> tuple[np.ndarray, Catalogue]:
     cat0 = _next_id(conn, "categories")
     cat_ids = np.arange(cat0, cat0 + len(CATEGORIES), dtype=np.int64)
-    born = _dts(np.array([start - 1200 * DAY_US]))[0]
+    born = to_datetimes(np.array([start - 1200 * DAY_US]))[0]
     conn.execute(insert(T["categories"]), [
         {"id": int(cat_ids[i]), "slug": c.slug, "name": c.name, "description": c.description,
          "created_at": born, "updated_at": born} for i, c in enumerate(CATEGORIES)])
     bars.add("categories", len(CATEGORIES), len(CATEGORIES))
     cat = build_catalogue(rng, n, start, now, first_id=_next_id(conn, "products"))
-    created, retired = _dts(cat.created), _dts(np.maximum(cat.retired, 0))
-    stock_at = _dts(cat.stock_updated)
+    created, retired = to_datetimes(cat.created), to_datetimes(np.maximum(cat.retired, 0))
+    stock_at = to_datetimes(cat.stock_updated)
 
     def product_rows(lo: int, hi: int) -> list[dict]:
         return [{
@@ -269,7 +258,7 @@ def _seed_customers(conn: Connection, rng: np.random.Generator, n: int, start: i
                     admin_email: str, admin_password: str, bars: _Bars) -> Customers:
     first = _next_id(conn, "customers")
     people = build_customers(rng, n, start, now, first_id=first + 1)
-    admin_at = _dts(np.array([min(int(people.created[0]), start) - DAY_US]))[0]
+    admin_at = to_datetimes(np.array([min(int(people.created[0]), start) - DAY_US]))[0]
     admin = {"email": admin_email.lower(), "name": "Store Admin", "is_admin": True,
              "password_hash": hash_password(admin_password), "country": "GB",
              "updated_at": admin_at}
@@ -282,7 +271,7 @@ def _seed_customers(conn: Connection, rng: np.random.Generator, n: int, start: i
             is_admin=True, password_hash=admin["password_hash"], updated_at=datetime.now(UTC)))
         log.info("seed.admin_updated", email=admin["email"])
     shared_hash = hash_password(DEMO_PASSWORD)  # one hash for all: see the module docstring
-    created = _dts(people.created)
+    created = to_datetimes(people.created)
 
     def rows(lo: int, hi: int) -> list[dict]:
         return [{"id": int(people.ids[i]), "email": people.emails[i], "name": people.names[i],
@@ -293,26 +282,8 @@ def _seed_customers(conn: Connection, rng: np.random.Generator, n: int, start: i
     return people
 
 
-LINES_P = np.array([0.45, 0.28, 0.15, 0.08, 0.04])
-QTY_P = np.array([0.78, 0.14, 0.05, 0.02, 0.01])
-
-
-def _draw_products(rng: np.random.Generator, cat: Catalogue, at: np.ndarray) -> np.ndarray:
-    """One product per line, by popularity, among those on sale at ``at``."""
-    cum = np.cumsum(cat.popularity)
-    idx = np.minimum(np.searchsorted(cum, rng.random(len(at)) * cum[-1], "right"), len(cum) - 1)
-    for _ in range(30):
-        bad = np.flatnonzero(~cat.available(idx, at))
-        if not len(bad):
-            return idx
-        idx[bad] = np.minimum(np.searchsorted(cum, rng.random(len(bad)) * cum[-1], "right"),
-                              len(cum) - 1)
-    idx[~cat.available(idx, at)] = int(np.argmax(cat.popularity))  # always on sale
-    return idx
-
-
 def _seed_orders(db: Database, rng: np.random.Generator, total: int, hours: np.ndarray,
-                 weights: np.ndarray, now: int, cat: Catalogue, people: Customers,
+                 weights: np.ndarray, start: int, now: int, cat: Catalogue, people: Customers,
                  clicks: ClickGenerator | None, bars: _Bars) -> int:
     if total == 0:
         return 0
@@ -324,10 +295,10 @@ def _seed_orders(db: Database, rng: np.random.Generator, total: int, hours: np.n
     for a, b in zip(np.r_[0, ends + 1], np.r_[ends + 1, len(hours)], strict=True):
         if counts[a:b].sum() == 0:
             continue
-        hour = np.repeat(hours[a:b], counts[a:b])
-        span = np.minimum(now - hour, HOUR_US)
+        hour = np.maximum(np.repeat(hours[a:b], counts[a:b]), start)
+        span = np.minimum(now, hour // HOUR_US * HOUR_US + HOUR_US) - hour
         placed = np.sort(hour + (rng.random(len(hour)) * span).astype(np.int64))
-        chunk = _order_chunk(rng, cat, people, placed, now, next_order, next_line)
+        chunk = order_chunk(rng, cat, people, placed, now, next_order, next_line)
         with db.engine.begin() as conn:
             _insert(conn, T["orders"], len(placed), chunk.order_rows, bars, total)
             _insert(conn, T["order_lines"], len(chunk.line_order), chunk.line_rows, bars)
@@ -344,84 +315,6 @@ def _seed_orders(db: Database, rng: np.random.Generator, total: int, hours: np.n
         n_lines += len(chunk.line_order)
     bars.total("order_lines", n_lines)
     return n_lines
-
-
-@dataclass
-class _Chunk:
-    ids: np.ndarray
-    cust: np.ndarray
-    line_order: np.ndarray
-    product: np.ndarray
-    order_rows: Callable[[int, int], list[dict]]
-    line_rows: Callable[[int, int], list[dict]]
-
-
-def _order_chunk(rng: np.random.Generator, cat: Catalogue, people: Customers,
-                 placed: np.ndarray, now: int, first_order: int, first_line: int) -> _Chunk:
-    n = len(placed)
-    ids = np.arange(first_order, first_order + n, dtype=np.int64)
-    # The customer: anyone who had signed up by then, weighted by their propensity.
-    k = np.searchsorted(people.created, placed, "left")
-    assert k.min() >= 1, "the first customer signs up before the window"
-    u = rng.random(n) * people.cum_weight[k - 1]
-    cust = np.minimum(np.searchsorted(people.cum_weight, u, "right"), k - 1)
-    # Lines: 1-5 products, distinct within an order (a repeat draw adds to the quantity).
-    n_lines = rng.choice(5, size=n, p=LINES_P) + 1
-    line_order = np.repeat(np.arange(n), n_lines)
-    product = _draw_products(rng, cat, placed[line_order])
-    qty = rng.choice(5, size=len(line_order), p=QTY_P) + 1
-    key, inv = np.unique(line_order * len(cat.ids) + product, return_inverse=True)
-    qty = np.bincount(inv, weights=qty).astype(np.int64)
-    line_order, product = key // len(cat.ids), key % len(cat.ids)
-    unit = cat.price[product]
-    line_total = qty * unit
-    subtotal = np.bincount(line_order, weights=line_total, minlength=n).round().astype(np.int64)
-    items = np.bincount(line_order, weights=qty, minlength=n).astype(np.int64)
-    shipping = np.where(subtotal >= FREE_SHIPPING_FROM_CENTS, 0, SHIPPING_CENTS)
-    # Status from age: paid within hours, shipped 0.5-2 days later, delivered 1-5 days later.
-    paid = placed + (rng.exponential(3 * 3600, n) * 1e6).astype(np.int64) + 1_000_000
-    shipped = paid + rng.integers(12 * HOUR_US, 48 * HOUR_US, n)
-    delivered = shipped + rng.integers(24 * HOUR_US, 120 * HOUR_US, n)
-    cancel = placed + (rng.uniform(0.05, 0.9, n) * (shipped - placed)).astype(np.int64)
-    cancelled = (rng.random(n) < 0.025) & (cancel <= now)
-    steps = [(cancelled, "cancelled", cancel), (delivered <= now, "delivered", delivered),
-             (shipped <= now, "shipped", shipped), (paid <= now, "paid", paid)]
-    status = np.select([c for c, _, _ in steps], [s for _, s, _ in steps], "placed")
-    changed = np.select([c for c, _, _ in steps], [t for _, _, t in steps], placed)
-
-    placed_at, changed_at = _dts(placed), _dts(changed)
-    c_ids, c_list = people.ids[cust].tolist(), cust.tolist()
-    o_ids = ids.tolist()
-
-    def order_rows(lo: int, hi: int) -> list[dict]:
-        rows = []
-        for i in range(lo, hi):
-            c = c_list[i]
-            rows.append({
-                "id": o_ids[i], "customer_id": c_ids[i], "idempotency_key": f"seed-{o_ids[i]}",
-                "status": str(status[i]), "item_count": int(items[i]),
-                "subtotal_cents": int(subtotal[i]), "shipping_cents": int(shipping[i]),
-                "total_cents": int(subtotal[i] + shipping[i]), "ship_name": people.names[c],
-                "ship_address": people.address[c], "ship_city": people.city[c],
-                "ship_postcode": people.postcode[c], "ship_country": people.country[c],
-                "placed_at": placed_at[i], "created_at": placed_at[i],
-                "updated_at": changed_at[i],
-            })
-        return rows
-
-    l_order, l_prod = line_order.tolist(), product.tolist()
-    l_qty, l_unit, l_total = qty.tolist(), unit.tolist(), line_total.tolist()
-    p_ids = cat.ids.tolist()
-
-    def line_rows(lo: int, hi: int) -> list[dict]:
-        return [{
-            "id": first_line + j, "order_id": o_ids[l_order[j]], "product_id": p_ids[l_prod[j]],
-            "product_name": cat.names[l_prod[j]], "quantity": l_qty[j],
-            "unit_price_cents": l_unit[j], "line_total_cents": l_total[j],
-            "created_at": placed_at[l_order[j]], "updated_at": placed_at[l_order[j]],
-        } for j in range(lo, hi)]
-
-    return _Chunk(ids, cust, line_order, product, order_rows, line_rows)
 
 
 def _fix_sequences(db: Database) -> None:

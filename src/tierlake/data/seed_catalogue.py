@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -121,6 +122,11 @@ COUNTRIES: tuple[tuple[str, float, tuple[str, ...], str], ...] = (
     ("CA", 0.03, _w("Toronto, Vancouver, Montreal"), "A9A 9A9"),
     ("AU", 0.02, _w("Sydney, Melbourne, Brisbane"), "9999"),
 )
+
+
+def to_datetimes(us: np.ndarray) -> list[datetime]:
+    """Aware UTC datetimes from epoch microseconds."""
+    return [d.replace(tzinfo=UTC) for d in us.astype("datetime64[us]").tolist()]
 
 
 def slugify(text: str) -> str:

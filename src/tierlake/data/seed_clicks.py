@@ -1,16 +1,25 @@
 """Clickstream history matching the seeded orders (see ``seed.py``).
 
-For every order, a session that lands on the store, views each product it bought
-(sometimes via its category page or a search), adds it to the cart, opens the cart
-and checkout, and purchases: the ``purchase`` event (``POST /checkout``) carries the
-order id and is stamped a few milliseconds before the order's ``placed_at`` (the web
-tier logs the request it forwards to the app tier); the confirmation page view
-(``/orders/<id>``) follows. Besides those, several times as many sessions that do not
-buy: browsing, searching, category pages, some add-to-cart and abandoned checkouts.
+Events look like the store front's own (``tierlake.web.tracking``): a ``page_view`` per
+HTML page (``/``, ``/c/<slug>``, ``/p/<slug>``, ``/search`` with ``query``, ``/cart``,
+``/login``, ``/checkout``, ``/orders/<id>``), plus ``search`` and ``checkout`` beside the
+page view of the same request, ``add_to_cart`` (``POST /cart/add``),
+``remove_from_cart`` (``POST /cart/items/<id>/remove``) and ``purchase``
+(``POST /checkout``, with ``order_id``). Cart actions need an account, so events before
+a login carry no ``customer_id``.
 
-Referrers are external URLs on a session's first page and the previous page's path
-after that. Files use the web tier's layout (``tierlake.web.clickstream``), one
-delivery per hour of history, partitioned by the hour of its last event.
+For every order, a session that lands on the store, looks at a few products (via
+category pages or searches), adds the ones it bought, checks out and purchases: the
+``purchase`` event is stamped a few milliseconds after the order's ``placed_at`` (as the
+live web tier records it once the app tier has answered), and
+the confirmation page follows. Besides those, ``browse_ratio`` times as many sessions
+that buy nothing: browsing, searching, some add-to-cart and abandoned checkouts, and
+anonymous visitors who stop at the login page.
+
+Referrers are an external site (or none) on a session's first page, then the previous
+page's URL on the store's default address. Files use the web tier's layout
+(``tierlake.web.clickstream``): one delivery per hour of history, partitioned by the
+hour of its last event.
 """
 
 from __future__ import annotations
@@ -50,17 +59,20 @@ REFERRERS = (None, "https://www.google.com/", "https://www.bing.com/",
              "https://www.instagram.com/", "https://newsletter.example.com/",
              "https://www.facebook.com/")
 REF_SHARE = np.array([0.38, 0.35, 0.05, 0.09, 0.08, 0.05])
+STORE_URL = "http://127.0.0.1:8000"  # the store front's default address, for Referer
+
+
 def _vid(seed: int, kind: str, n: int) -> str:
     return hashlib.blake2b(f"{seed}:{kind}:{n}".encode(), digest_size=16).hexdigest()
 
 
 class _Json:
-    """JSON texts of the few distinct values a session repeats (paths, slugs, agents)."""
+    """JSON texts of the few distinct strings sessions repeat (catalogue paths, agents)."""
 
     def __init__(self) -> None:
-        self.cache: dict[object, str] = {None: "null"}
+        self.cache: dict[str | None, str] = {None: "null"}
 
-    def __call__(self, value: str | int | None) -> str:
+    def __call__(self, value: str | None) -> str:
         text = self.cache.get(value)
         if text is None:
             text = self.cache[value] = json.dumps(value, ensure_ascii=False)
@@ -93,27 +105,39 @@ class _Draws:
 class _Session:
     """Collects one session's events as (ts, JSON text after the ts) rows."""
 
-    __slots__ = ("rows", "t", "who", "tail", "ref", "end", "js")
+    __slots__ = ("rows", "t", "sid", "vid", "who", "tail", "ref", "end", "js")
 
-    def __init__(self, rows: list, t: int, who: str, tail: str, ref: str | None, end: int,
-                 js: _Json) -> None:
-        self.rows, self.t, self.who, self.tail = rows, t, who, tail
+    def __init__(self, rows: list, t: int, sid: str, vid: str, cid: int | None, tail: str,
+                 ref: str | None, end: int, js: _Json) -> None:
+        self.rows, self.t, self.sid, self.vid, self.tail = rows, t, sid, vid, tail
         self.ref, self.end, self.js = ref, end, js
+        self.login(cid)
+
+    def login(self, cid: int | None) -> None:
+        """Events from now on carry ``cid`` (None: logged out)."""
+        self.who = (f'"session_id":"{self.sid}","visitor_id":"{self.vid}",'
+                    f'"customer_id":{"null" if cid is None else cid}')
 
     def add(self, etype: str, path: str, *, method: str = "GET", status: int = 200,
             product: int | None = None, category: str | None = None, query: str | None = None,
-            order: int | None = None, at: int | None = None) -> None:
+            order: int | None = None, at: int | None = None, page: bool = False) -> None:
+        """One event; ``page=True`` records the page_view of the same GET before it."""
         t = self.t if at is None else at
         if t > self.end:
             return
         js = self.js
-        self.rows.append((t, (
-            f'"event_type":"{etype}",{self.who},"method":"{method}","path":{js(path)},'
-            f'"status":{status},"product_id":{js(product)},"category":{js(category)},'
-            f'"query":{js(query)},"order_id":{js(order)},"referrer":{js(self.ref)},{self.tail}'
-        )))
-        if method == "GET" and status == 200:
-            self.ref = path
+        # /orders/<id> is unique per order: not worth caching
+        path_json = js(path) if order is None else json.dumps(path)
+        body = (f'"method":"{method}","path":{path_json},"status":{status},'
+                f'"product_id":{"null" if product is None else product},'
+                f'"category":{js(category)},"query":{js(query)},'
+                f'"order_id":{"null" if order is None else order},'
+                f'"referrer":{js(self.ref)},{self.tail}')
+        if page:
+            self.rows.append((t, f'"event_type":"page_view",{self.who},{body}'))
+        self.rows.append((t, f'"event_type":"{etype}",{self.who},{body}'))
+        if method == "GET" and status == 200 and order is None:
+            self.ref = STORE_URL + (path if query is None else f"{path}?q={quote_plus(query)}")
 
 
 @dataclass
@@ -171,11 +195,9 @@ class ClickGenerator:
         d = self._draw
         ua = USER_AGENTS[d.pick(self._cum_ua)]
         ref = REFERRERS[d.pick(self._cum_ref)]
-        sid = self.rng.bytes(16).hex()
-        who = (f'"session_id":"{sid}","visitor_id":"{visitor}",'
-               f'"customer_id":{"null" if cid is None else cid}')
         tail = f'"user_agent":{self._js(ua)},{self._tail_src}'
-        return _Session(rows, start, who, tail, ref, self.now, self._js)
+        return _Session(rows, start, self.rng.bytes(16).hex(), visitor, cid, tail, ref,
+                        self.now, self._js)
 
     def _search_term(self, p: int) -> str:
         terms = self.catalogue.search_terms[self._cat_of[p]]
@@ -187,14 +209,21 @@ class ClickGenerator:
             s.add("page_view", f"/c/{cat}", category=cat)
             s.t += d.gap(20)
         elif via < 0.5:
-            q = self._search_term(p)
-            s.add("search", f"/search?q={quote_plus(q)}", query=q)
+            s.add("search", "/search", query=self._search_term(p), page=True)
             s.t += d.gap(15)
         s.add("page_view", f"/p/{self._slugs[p]}", product=self._ids[p], category=cat)
 
-    def _cart(self, s: _Session, etype: str, p: int) -> None:
-        s.add(etype, "/cart", method="POST", status=303, product=self._ids[p],
+    def _add(self, s: _Session, p: int) -> None:
+        s.add("add_to_cart", "/cart/add", method="POST", status=303, product=self._ids[p],
               category=self._cat_slugs[p])
+        s.t += self._draw.gap(2)
+        s.add("page_view", "/cart")  # the store front shows the cart after adding
+
+    def _remove(self, s: _Session, p: int) -> None:
+        s.add("remove_from_cart", f"/cart/items/{self._ids[p]}/remove", method="POST",
+              status=303, product=self._ids[p])
+        s.t += self._draw.gap(2)
+        s.add("page_view", "/cart")
 
     def _landing(self, s: _Session) -> None:
         if self._draw.u() < 0.55:
@@ -206,7 +235,8 @@ class ClickGenerator:
         d = self._draw
         cid = self._cust_ids[cust]
         first = len(rows)
-        s = self._session(rows, 0, cid, _vid(self.seed, "c", cid))
+        logged_in = d.u() < 0.6  # the others log in when they first add to the cart
+        s = self._session(rows, 0, cid if logged_in else None, _vid(self.seed, "c", cid))
         # Lay the session out from t=0, then shift it so the purchase lands at placed_at.
         self._landing(s)
         for p in products:
@@ -215,25 +245,31 @@ class ClickGenerator:
                 s.t += d.gap(25)
             self._view_product(s, p)
             s.t += d.gap(30)
-            self._cart(s, "add_to_cart", p)
-            s.t += d.gap(3)
+            if not logged_in:
+                s.add("page_view", "/login")
+                s.t += d.gap(20)
+                s.login(cid)
+                logged_in = True
+            self._add(s, p)
+            s.t += d.gap(15)
         if d.u() < 0.1:  # second thoughts
             (p,) = self._popular_at(1, placed) or products[:1]
-            self._cart(s, "add_to_cart", p)
-            s.t += d.gap(20)
-            self._cart(s, "remove_from_cart", p)
-            s.t += d.gap(2)
-        s.add("page_view", "/cart")
-        s.t += d.gap(15)
-        s.add("checkout", "/checkout")
+            if p not in products:
+                self._view_product(s, p)
+                s.t += d.gap(20)
+                self._add(s, p)
+                s.t += d.gap(20)
+                self._remove(s, p)
+                s.t += d.gap(10)
+        s.add("checkout", "/checkout", page=True)
         s.t += d.gap(90)
-        purchase_at = placed - 5_000 - int(d.u() * 75_000)
+        purchase_at = placed + 5_000 + int(d.u() * 75_000)
         shift = purchase_at - s.t
         rows[first:] = [(t + shift, body) for t, body in rows[first:]]
         s.t = purchase_at
         s.add("purchase", "/checkout", method="POST", status=303, order=order_id)
-        s.add("page_view", f"/orders/{order_id}", order=order_id,
-              at=placed + 150_000 + int(d.u() * 2 * SECOND))
+        s.t = placed + 150_000 + int(d.u() * 2 * SECOND)
+        s.add("page_view", f"/orders/{order_id}")  # the confirmation page
 
     def browse_session(self, rows: list, start: int, signed_up: int) -> None:
         """A session that buys nothing; ``signed_up`` customers existed at ``start``."""
@@ -255,17 +291,19 @@ class ClickGenerator:
         if d.u() < 0.01:
             s.add("page_view", "/p/discontinued-item", status=404)
             s.t += d.gap(5)
-        if viewed and d.u() < 0.25:
-            p = viewed[-1]
-            self._cart(s, "add_to_cart", p)
-            s.t += d.gap(10)
-            s.add("page_view", "/cart")
-            s.t += d.gap(20)
-            roll = d.u()
-            if roll < 0.15:
-                s.add("checkout", "/checkout")
-            elif roll < 0.25:
-                self._cart(s, "remove_from_cart", p)
+        if not viewed or d.u() >= 0.25:
+            return
+        if cid is None:  # adding to the cart needs an account: most leave at the login page
+            s.add("page_view", "/login")
+            return
+        p = viewed[-1]
+        self._add(s, p)
+        s.t += d.gap(20)
+        roll = d.u()
+        if roll < 0.15:
+            s.add("checkout", "/checkout", page=True)  # and abandons it
+        elif roll < 0.25:
+            self._remove(s, p)
 
     def add_orders(self, order_ids: np.ndarray, placed: np.ndarray, cust: np.ndarray,
                    line_order: np.ndarray, line_product: np.ndarray) -> None:
