@@ -31,14 +31,11 @@ $(STAMP): pyproject.toml
 up: venv ## Run the whole system locally (tierlake up)
 	$(VENV)/bin/tierlake up
 
-test: venv ## Run the tests (PYTEST_ARGS passes options to pytest)
+test: venv lint ## Lint, then run the tests (PYTEST_ARGS passes options to pytest)
 	@$(VENV)/bin/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then \
 		echo "error: pytest collected no tests (exit 5): check the paths, -k and -m" >&2; fi; \
 	exit $$rc
 
-lint: ## Check the code with ruff, if installed
-	@if [ -x $(VENV)/bin/ruff ]; then RUFF=$(VENV)/bin/ruff; \
-	elif command -v ruff >/dev/null; then RUFF=ruff; \
-	else echo "ruff is not installed (pip install ruff); skipping lint"; exit 0; fi; \
-	$$RUFF check .
+lint: venv ## Check the code with ruff
+	$(VENV)/bin/ruff check src tests bench
