@@ -98,6 +98,43 @@ class Settings(BaseSettings):
     events_flush_records: int = Field(
         500, ge=1, description="Buffer size: deliver as soon as this many events are buffered."
     )
+    lake_url: str = Field(
+        "",
+        description=(
+            "Where the lake lives: a local directory, or `s3://bucket/prefix` (endpoint and "
+            "credentials from the usual AWS_* variables, e.g. AWS_ENDPOINT_URL). Empty means "
+            "`<data_dir>/lake`."
+        ),
+    )
+    engine: Literal["duckdb", "spark"] = Field(
+        "duckdb", description="Engine of the analytics jobs: `duckdb` (embedded) or `spark`."
+    )
+    spark_master: str = Field(
+        "local[*]", description="Spark master URL when `engine` is `spark`."
+    )
+    pipeline_interval_seconds: float = Field(
+        300.0,
+        ge=0,
+        description="`tierlake up` runs the pipeline this often; 0 turns the scheduler off.",
+    )
+    extract_lookback_seconds: float = Field(
+        300.0,
+        ge=0,
+        description=(
+            "Incremental extracts re-read changes this far behind the last watermark, so a "
+            "transaction that committed late (with an older `updated_at`) is not missed."
+        ),
+    )
+    extract_batch_rows: int = Field(
+        100_000, ge=1000, description="Rows per batch read from the database (bounds memory)."
+    )
+    extract_exclude: list[str] = Field(
+        ["auth_sessions", "deleted_rows", "alembic_version", "customers.password_hash"],
+        description=(
+            "Tables (`table`) and columns (`table.column`) never copied to the lake: secrets "
+            "and bookkeeping."
+        ),
+    )
     log_level: str = Field("INFO", description="Log level: DEBUG, INFO, WARNING, ERROR.")
     log_format: Literal["console", "json"] = Field(
         "console", description="`json` writes one JSON object per log line."
@@ -144,6 +181,10 @@ class Settings(BaseSettings):
     @property
     def resolved_app_url(self) -> str:
         return (self.app_url or f"http://{self.host}:{self.app_port}").rstrip("/")
+
+    @property
+    def resolved_lake_url(self) -> str:
+        return self.lake_url or str((self.data_dir / "lake").resolve())
 
     @property
     def resolved_events_dir(self) -> Path:
