@@ -27,6 +27,17 @@ db_app = typer.Typer(help="The store's database: migrations and status.", no_arg
 app.add_typer(db_app, name="db")
 config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+pipeline_app = typer.Typer(
+    help="The analytics pipeline: extract the store into the lake, run the jobs.",
+    no_args_is_help=True)
+app.add_typer(pipeline_app, name="pipeline")
+
+EngineOpt = Annotated[
+    Literal["duckdb", "spark"] | None,
+    typer.Option(help="Job engine [default: TIERLAKE_ENGINE, duckdb].")]
+MasterOpt = Annotated[
+    str | None, typer.Option(help="Spark master URL [default: TIERLAKE_SPARK_MASTER, local[*]].")]
+ProgressOpt = Annotated[bool, typer.Option(help="Show progress bars.")]
 
 err = Console(stderr=True)
 out = Console()
@@ -151,7 +162,11 @@ def seed(
             events_dir=settings.resolved_events_dir if clickstream else None, seed=random_seed,
             admin_email=settings.admin_email,
             admin_password=settings.admin_password.get_secret_value(), progress=True)
-    out.print(info)
+    out.print(
+        f"Seeded {info.categories} categories, {info.products:,} products, "
+        f"{info.customers:,} customers, {info.orders:,} orders ({info.order_lines:,} lines) "
+        f"from {info.start:%Y-%m-%d} to {info.end:%Y-%m-%d}, and {info.events:,} clickstream "
+        f"events in {info.event_files:,} files, in {info.elapsed_seconds:.1f} s.")
 
 
 @db_app.command("migrate")
@@ -190,6 +205,49 @@ def config_docs() -> None:
     from tierlake.config import settings_reference
 
     sys.stdout.write(settings_reference())
+
+
+def _pipeline(*, engine: str | None, master: str | None, extract: bool, jobs: bool,
+              progress: bool) -> None:
+    from tierlake.pipeline.run import run_pipeline
+
+    settings = _settings("pipeline")
+    info = run_pipeline(settings, engine=engine, master=master, extract=extract, jobs=jobs,
+                        progress=progress)
+    from tierlake.pipeline.report import print_summary
+
+    print_summary(out, info)
+
+
+@pipeline_app.command("run")
+def pipeline_run(engine: EngineOpt = None, master: MasterOpt = None,
+                 progress: ProgressOpt = True) -> None:
+    """Extract the store into the lake, then run every job into curated tables."""
+    _pipeline(engine=engine, master=master, extract=True, jobs=True, progress=progress)
+
+
+@pipeline_app.command("extract")
+def pipeline_extract(progress: ProgressOpt = True) -> None:
+    """Only the extract: new and changed rows, deletes and new clickstream files to the lake."""
+    _pipeline(engine=None, master=None, extract=True, jobs=False, progress=progress)
+
+
+@pipeline_app.command("jobs")
+def pipeline_jobs(engine: EngineOpt = None, master: MasterOpt = None,
+                  progress: ProgressOpt = True) -> None:
+    """Only the jobs, on the lake as it is."""
+    _pipeline(engine=engine, master=master, extract=False, jobs=True, progress=progress)
+
+
+@pipeline_app.command("status")
+def pipeline_status() -> None:
+    """Each lake table's version, rows and freshness, and the last run's outcome."""
+    from tierlake.lake.store import Lake
+    from tierlake.pipeline.report import print_status
+    from tierlake.pipeline.status import read_status
+
+    settings = _settings()
+    print_status(out, Lake(settings.resolved_lake_url).list_tables(), read_status(settings))
 
 
 @app.command()

@@ -32,7 +32,7 @@ def lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def wait_for(cond, timeout: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
+def wait_for(cond, timeout: float = 15.0) -> bool:  # type: ignore[no-untyped-def]
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if cond():
@@ -195,3 +195,19 @@ def test_list_delivered_skips_temp_files_and_sorts_by_delivery(tmp_path: Path) -
     assert list_delivered(tmp_path) == [early, late]
     assert [e["path"] for e in iter_events(tmp_path)] == ["/p/item-2", "/p/item-1"]
     assert list_delivered(tmp_path / "missing") == []
+
+
+def test_an_unencodable_event_is_dropped_alone_and_leaves_no_temp_file(tmp_path: Path) -> None:
+    with pytest.raises(TypeError):
+        write_delivery(tmp_path, [ev(1), {**ev(2), "query": object()}],  # type: ignore[list-item]
+                       delivered_at=datetime.now(UTC), source="web-1", seq=1)
+    assert list_delivered(tmp_path) == [] and no_temp_files(tmp_path)
+    log = EventLog(tmp_path, flush_records=100, flush_seconds=3600, source="web-1")
+    log.record(ev(1))
+    log.record({**ev(2), "query": object()})  # type: ignore[typeddict-item]
+    log.record(ev(3))
+    with capture_logs() as logs:
+        path = log.flush()
+    assert path is not None and [e["path"] for e in lines(path)] == ["/p/item-1", "/p/item-3"]
+    assert [e["event"] for e in logs if e["log_level"] == "error"] == [
+        "clickstream.event_dropped"]

@@ -1,8 +1,9 @@
 """The control plane behind `tierlake up`: it owns the tiers' processes.
 
 Starts the app tier, waits until it is ready, starts the web tier pointed at
-it, and replaces an instance that dies (with a back-off). SIGINT/SIGTERM stop
-everything: web first, then app, each given a grace period to finish requests.
+it, replaces an instance that dies (with a back-off), and runs the analytics
+pipeline on its schedule. SIGINT/SIGTERM stop everything: the pipeline, then
+the web tier, then the app tier, each given a grace period to finish.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import structlog
 from tierlake.config import Settings
 from tierlake.errors import ConfigError
 from tierlake.fleet.process import Instance, port_free
+from tierlake.pipeline.scheduler import PipelineScheduler
 
 log = structlog.get_logger(__name__)
 
@@ -28,6 +30,7 @@ class Supervisor:
         self.web = Instance("web", settings.host, settings.web_port,
                             env={"TIERLAKE_APP_URL": self.app.url})
         self.instances = [self.app, self.web]
+        self.scheduler = PipelineScheduler(settings)
 
     def check_ports(self) -> None:
         for inst, var in ((self.app, "TIERLAKE_APP_PORT"), (self.web, "TIERLAKE_WEB_PORT")):
@@ -48,6 +51,7 @@ class Supervisor:
             signal.signal(sig, lambda *_: self._stop.set())
         try:
             self.start()
+            self.scheduler.start()
             if on_ready:
                 on_ready()
             while not self._stop.wait(0.5):
@@ -70,6 +74,7 @@ class Supervisor:
 
     def stop(self) -> None:
         self._stop.set()
+        self.scheduler.stop()
         for inst in reversed(self.instances):
             inst.stop()
         time.sleep(0)  # let log lines flush in order

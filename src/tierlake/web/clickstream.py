@@ -28,6 +28,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
+from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, TypedDict, get_args
@@ -139,7 +140,8 @@ def write_delivery(
                 os.fsync(fh.fileno())
         os.replace(tmp, final)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        with suppress(OSError):
+            tmp.unlink(missing_ok=True)
         raise
     if fsync:
         _fsync_dir(final.parent)
@@ -252,6 +254,7 @@ class EventLog:
                 if automatic and time.monotonic() < self._retry_at:
                     return None
                 batch, self._buffer = self._buffer, []
+            batch = self._encodable(batch)
             if not batch:
                 return None
             self._seq += 1
@@ -265,6 +268,23 @@ class EventLog:
                 self._retry_at = 0.0
             log.debug("clickstream.delivered", path=str(path), events=len(batch))
             return path
+
+    def _encodable(self, batch: list[ClickEvent]) -> list[ClickEvent]:
+        """``batch`` less the events JSON cannot encode (a caller's bug), which are logged."""
+        try:
+            _encode(batch)
+            return batch
+        except (TypeError, ValueError):
+            pass
+        good = []
+        for event in batch:
+            try:
+                _encode(event)
+                good.append(event)
+            except (TypeError, ValueError) as exc:
+                log.error("clickstream.event_dropped", error=str(exc), record=repr(event)[:300],
+                          fix="record only JSON values (str, int, None) in a ClickEvent")
+        return good
 
     def _requeue(self, batch: list[ClickEvent], exc: OSError) -> None:
         with self._lock:

@@ -1,0 +1,35 @@
+"""Errors of the lake and the extract; each message names what failed and the fix."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tierlake.errors import TierlakeError
+
+if TYPE_CHECKING:
+    from tierlake.lake.extract import ExtractInfo
+
+
+class LakeError(TierlakeError):
+    """The lake cannot be read or written (bad URL, missing bucket, no access, full disk).
+
+    The lake is left at its last good version: a failed write never commits.
+    """
+
+
+class LakeUnavailableError(LakeError, ConnectionError):
+    """The S3 endpoint cannot be reached right now; trying again later may help."""
+
+    transient = True
+
+
+class SourceError(TierlakeError, ValueError):
+    """A source table cannot be copied as it is (an unmappable type, no primary key)."""
+
+
+class ExtractError(TierlakeError):
+    """Some tables failed; the others were committed. ``info`` has every table's outcome."""
+
+    def __init__(self, message: str, info: ExtractInfo) -> None:
+        super().__init__(message)
+        self.info = info

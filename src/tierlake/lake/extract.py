@@ -1,0 +1,143 @@
+"""The extract: every source into the lake, once per run.
+
+One run = one ``run_id`` (the ``_batch`` of the raw rows it appends). Each source commits
+table by table; a table that fails (say, a column of a type the lake cannot store) is left
+at its last good version, the other tables are still extracted, and the run ends with an
+:class:`~tierlake.lake.errors.ExtractError` listing the failures. An unreachable database or
+lake stops the run at once. Running again is always safe: each table resumes from what the
+lake itself recorded (watermarks and applied versions), never from local state.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import structlog
+
+from tierlake.lake.errors import ExtractError
+from tierlake.lake.sources.base import NoProgress, Progress, Source, TableExtractInfo
+from tierlake.lake.sources.clickstream import ClickstreamSource
+from tierlake.lake.sources.database import DatabaseSource
+from tierlake.lake.store import Lake
+
+if TYPE_CHECKING:
+    from tierlake.config import Settings
+
+log = structlog.get_logger(__name__)
+DEFAULT_EXCLUDE = ("auth_sessions", "deleted_rows", "alembic_version", "customers.password_hash")
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """The extract's settings (see ``extract_*`` in docs/configuration.md)."""
+
+    lookback_seconds: float = 300.0
+    batch_rows: int = 100_000
+    exclude: tuple[str, ...] = DEFAULT_EXCLUDE
+    events_dir: Path | None = None  # None: no clickstream source
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ExtractConfig:
+        return cls(lookback_seconds=settings.extract_lookback_seconds,
+                   batch_rows=settings.extract_batch_rows,
+                   exclude=tuple(settings.extract_exclude),
+                   events_dir=settings.resolved_events_dir)
+
+
+@dataclass
+class ExtractInfo:
+    """What one run did."""
+
+    run_id: str
+    tables: list[TableExtractInfo] = field(default_factory=list)
+    elapsed_seconds: float = 0.0
+    lake_bytes: int = 0
+
+    @property
+    def rows(self) -> int:
+        return sum(t.rows for t in self.tables)
+
+    @property
+    def files_ingested(self) -> int:
+        return sum(t.files for t in self.tables)
+
+    @property
+    def failed(self) -> list[TableExtractInfo]:
+        return [t for t in self.tables if t.error]
+
+    def table(self, name: str, source: str = "db") -> TableExtractInfo:
+        return next(t for t in self.tables if t.table == name and t.source == source)
+
+
+def new_run_id() -> str:
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}"
+
+
+def extract(db_url: str, lake: Lake | str, config: ExtractConfig | None = None, *,
+            progress: bool = False) -> ExtractInfo:
+    """Copy what changed in the database (and new clickstream files) into the lake."""
+    config = config or ExtractConfig()
+    lake = lake if isinstance(lake, Lake) else Lake(lake)
+    sources: list[Source] = [DatabaseSource(
+        db_url, exclude=config.exclude, lookback_seconds=config.lookback_seconds,
+        batch_rows=config.batch_rows)]
+    if config.events_dir is not None:
+        sources.append(ClickstreamSource(config.events_dir, batch_rows=config.batch_rows))
+    return run_sources(sources, lake, progress=progress)
+
+
+def run_sources(sources: list[Source], lake: Lake, *, progress: bool = False) -> ExtractInfo:
+    began = time.perf_counter()
+    lake.check()
+    info = ExtractInfo(run_id=new_run_id())
+    with _progress(progress) as bars:
+        for source in sources:
+            info.tables += source.extract(lake, run_id=info.run_id, progress=bars)
+    info.elapsed_seconds = time.perf_counter() - began
+    info.lake_bytes = lake.total_bytes()
+    log.info("extract.done", run_id=info.run_id, rows=info.rows, files=info.files_ingested,
+             failed=len(info.failed), seconds=round(info.elapsed_seconds, 3))
+    if info.failed:
+        lines = "\n".join(f"  {t.source}/{t.table}: {t.error}" for t in info.failed)
+        raise ExtractError(f"{len(info.failed)} table(s) failed and were left at their last "
+                           f"good version; the others were extracted:\n{lines}", info)
+    return info
+
+
+class _RichProgress:
+    """One rich progress line per table: rows moved so far."""
+
+    def __init__(self, bars: object) -> None:
+        self.bars = bars
+        self.tasks: dict[str, object] = {}
+
+    def start(self, table: str) -> None:
+        self.tasks[table] = self.bars.add_task(table, total=None)  # type: ignore[attr-defined]
+
+    def advance(self, table: str, rows: int) -> None:
+        self.bars.advance(self.tasks[table], rows)  # type: ignore[attr-defined]
+
+    def finish(self, table: str) -> None:
+        task = self.tasks[table]
+        done = self.bars.tasks[task].completed  # type: ignore[attr-defined,index]
+        self.bars.update(task, total=max(done, 1), completed=max(done, 1))  # type: ignore
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Progress]:
+    if not enabled:
+        yield NoProgress()
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description:<24}"), BarColumn(),
+               TextColumn("{task.completed:>12,.0f} rows"), TimeElapsedColumn())
+    with Progress(*columns) as bars:
+        yield _RichProgress(bars)

@@ -1,0 +1,385 @@
+"""The lake: Delta Lake tables on a local directory or on S3 (the S3 of the AWS design).
+
+Decisions (made once, kept here):
+
+* Table format: Delta Lake through ``deltalake`` (delta-rs). A write is one atomic commit
+  (a new ``_delta_log/NNN.json``): readers see the table before or after it, never half.
+  Appends use ``schema_mode="merge"``, so a new source column appears without a manual
+  step. Parquet is compressed with zstd (``WriterProperties(compression="ZSTD")``).
+* A writer's progress (a watermark) is committed *with* its data, in the same commit:
+  ``CommitProperties(custom_metadata=..., app_transactions=[Transaction(app_id, version)])``.
+  ``DeltaTable.transaction_version(app_id)`` reads it back.
+* Readers use the current version's file list (:meth:`Lake.files`, ``file_uris()``), never a
+  folder glob: a folder also holds files of older versions and of failed writes.
+
+What is kept of Amazon S3: a lake URL ``s3://bucket/prefix`` is served by any S3 endpoint
+(AWS, MinIO, moto) configured from the standard AWS variables (``AWS_ENDPOINT_URL``,
+``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, ``AWS_REGION`` or
+``AWS_DEFAULT_REGION``; ``AWS_ALLOW_HTTP=true`` is set for an ``http://`` endpoint). Objects
+are written once and never modified; a commit relies on S3's conditional PUT (``If-None-Match``,
+on AWS since 2024) so two writers cannot both create version N. A missing bucket
+(``NoSuchBucket``), a refused connection and ``AccessDenied`` become a :class:`LakeError`
+naming the fix. A local directory behaves the same way (rename-based commits).
+
+Layout (zones ``raw``, ``current``, ``curated``; :func:`describe_layout` renders it for the
+docs): ``raw/db/<table>`` the change log as extracted (source columns minus
+``extract_exclude``, plus ``_op`` u/d, ``_extracted_at``, ``_batch``); ``raw/clickstream/events``
+the delivered events plus ``_source_file``, partitioned by ``dt``; ``current/<table>`` each
+database table with its changes applied (MERGE); ``curated/<name>`` the jobs' outputs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+import pyarrow as pa
+from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
+from deltalake.exceptions import DeltaError, TableNotFoundError
+
+from tierlake.errors import TierlakeError
+from tierlake.lake.errors import LakeError, LakeUnavailableError
+
+ZONES = ("raw", "current", "curated")
+LAYOUT: tuple[tuple[str, str, str], ...] = (
+    ("raw/db/<table>", "extract (database source)",
+     "the change log exactly as extracted: the table's columns minus `extract_exclude`, plus "
+     "`_op` (`u` upsert, `d` delete: a `d` row carries the primary key and, in `updated_at`, "
+     "the time of the delete), `_extracted_at` and `_batch` (the run id). Append-only; one "
+     "commit per run, whose app transaction `tierlake.extract.<table>` is the watermark "
+     "(largest `updated_at`/`deleted_at` read, microseconds since 1970)."),
+    ("raw/clickstream/events", "extract (clickstream source)",
+     "every delivered event exactly once, as delivered, plus `_source_file` (the file's path "
+     "under the events directory) and `dt` (its delivery date, the partition column)."),
+    ("current/<table>", "extract",
+     "each table with its changes applied: exactly the database table's rows, excluded "
+     "columns removed. Kept by MERGE from `raw/db/<table>`; the app transaction "
+     "`tierlake.current.<table>` is the raw version applied."),
+    ("curated/<name>", "analytics jobs", "job outputs."),
+)
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.=-]*(/[A-Za-z0-9_][A-Za-z0-9_.=-]*)*$")
+# Keys delta-rs itself puts in a commit's info; the rest is the writer's custom metadata.
+_COMMIT_KEYS = {"timestamp", "operation", "operationParameters", "engineInfo", "clientVersion",
+                "operationMetrics", "version", "readVersion", "isBlindAppend", "userMetadata",
+                "isolationLevel", "userId", "userName"}
+
+
+def describe_layout() -> str:
+    """The lake's layout as a Markdown table, for the docs."""
+    rows = [f"| `{path}` | {writer} | {what} |" for path, writer, what in LAYOUT]
+    return "\n".join(["| path under the lake URL | written by | holds |", "|---|---|---|", *rows])
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    """One table of the catalog, as :meth:`Lake.list_tables` reports it."""
+
+    zone: str
+    name: str
+    uri: str
+    version: int
+    schema: pa.Schema
+    partition_columns: list[str]
+    rows: int
+    files: int
+    bytes: int
+    last_commit: datetime | None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+class Lake:
+    """The lake at ``url``: a local directory or ``s3://bucket/prefix``."""
+
+    writer_properties = WriterProperties(compression="ZSTD")
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        parsed = urlparse(url)
+        if parsed.scheme == "s3":
+            self.bucket = parsed.netloc
+            if not self.bucket:
+                raise LakeError(f"lake URL {url!r} has no bucket; use s3://bucket/prefix "
+                                "(TIERLAKE_LAKE_URL)")
+            prefix = parsed.path.strip("/")
+            self.root = f"s3://{self.bucket}" + (f"/{prefix}" if prefix else "")
+        elif parsed.scheme in ("", "file") and url.strip():
+            self.bucket = ""
+            self.root = str(Path(parsed.path if parsed.scheme else url).expanduser().resolve())
+        else:
+            raise LakeError(f"lake URL {url!r} is not supported; use a local directory or "
+                            "s3://bucket/prefix in TIERLAKE_LAKE_URL")
+        self.is_s3 = bool(self.bucket)
+        self.storage_options = _s3_options() if self.is_s3 else None
+
+    def __repr__(self) -> str:
+        return f"Lake({self.root!r})"
+
+    # -- paths ----------------------------------------------------------------------------------
+
+    def uri(self, zone: str, name: str) -> str:
+        """Where table ``zone/name`` lives, e.g. ``s3://lake/raw/db/orders``."""
+        if zone not in ZONES:
+            raise LakeError(f"unknown lake zone {zone!r}; use one of {', '.join(ZONES)}")
+        if not _NAME.match(name) or ".." in name:
+            raise LakeError(f"bad lake table name {name!r}: use letters, digits, _ . - and /")
+        return f"{self.root}/{zone}/{name}"
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def table(self, zone: str, name: str) -> DeltaTable | None:
+        """The table's latest version, or None if it was never written."""
+        uri = self.uri(zone, name)
+        with self.translate_errors("open", uri):
+            try:
+                return DeltaTable(uri, storage_options=self.storage_options)
+            except TableNotFoundError:
+                return None
+
+    def files(self, zone: str, name: str) -> list[str]:
+        """The Parquet files of the current version (local paths for a local lake)."""
+        table = self.table(zone, name)
+        return [] if table is None else list(table.file_uris())
+
+    def read_arrow(self, zone: str, name: str, columns: list[str] | None = None) -> pa.Table:
+        """The whole current version as an Arrow table."""
+        table = self.table(zone, name)
+        if table is None:
+            raise LakeError(f"lake table {self.uri(zone, name)} does not exist yet; run "
+                            "`tierlake extract` (or the job that writes it) first")
+        with self.translate_errors("read", self.uri(zone, name)):
+            return table.to_pyarrow_dataset().to_table(columns=columns)
+
+    # -- writing --------------------------------------------------------------------------------
+
+    def write(
+        self,
+        zone: str,
+        name: str,
+        data: pa.Table | pa.RecordBatchReader,
+        *,
+        mode: Literal["append", "overwrite"] = "append",
+        partition_by: list[str] | None = None,
+        metadata: dict[str, str] | None = None,
+        watermark: tuple[str, int] | None = None,
+    ) -> int:
+        """Commit ``data`` as one new version (returned); nothing is committed on error.
+
+        ``watermark`` = ``(app_id, version)`` is committed in the same commit, as a Delta
+        app transaction. Appends merge new columns into the schema; overwrites replace it.
+        """
+        uri = self.uri(zone, name)
+        if mode not in ("append", "overwrite"):
+            raise ValueError(f"mode must be 'append' or 'overwrite', not {mode!r}")
+        failures: list[BaseException] = []  # raised by the data's producer, while streamed
+        if isinstance(data, pa.RecordBatchReader):
+            data = pa.RecordBatchReader.from_batches(data.schema, _capture(data, failures))
+        with self.translate_errors("write", uri):
+            try:
+                write_deltalake(
+                    uri, data, mode=mode, partition_by=partition_by,
+                    schema_mode="merge" if mode == "append" else "overwrite",
+                    storage_options=self.storage_options,
+                    writer_properties=self.writer_properties,
+                    commit_properties=self.commit_properties(metadata, watermark),
+                )
+            except Exception:
+                if failures:  # delta-rs wraps it in a DeltaError: give back the original
+                    raise failures[0] from None
+                raise
+            return DeltaTable(uri, storage_options=self.storage_options).version()
+
+    @staticmethod
+    def commit_properties(
+        metadata: dict[str, str] | None = None, watermark: tuple[str, int] | None = None
+    ) -> CommitProperties:
+        txns = [Transaction(app_id=watermark[0], version=watermark[1])] if watermark else None
+        return CommitProperties(custom_metadata=dict(metadata or {}), app_transactions=txns)
+
+    # -- catalog --------------------------------------------------------------------------------
+
+    def list_tables(self) -> list[TableInfo]:
+        """Every table of every zone with its version, schema, size and last commit."""
+        fs = self.filesystem()
+        found: list[tuple[str, str]] = []
+        with self.translate_errors("list", self.root):
+            for zone in ZONES:
+                found += [(zone, n) for n in _find_tables(fs, f"{self._fs_root}/{zone}", 2)]
+        return [self._info(zone, name) for zone, name in sorted(found)]
+
+    def _info(self, zone: str, name: str) -> TableInfo:
+        table = self.table(zone, name)
+        assert table is not None
+        with self.translate_errors("describe", self.uri(zone, name)):
+            adds = pa.table(table.get_add_actions(flatten=True))
+            rows = adds["num_records"].to_pylist() if adds.num_rows else []
+            if any(r is None for r in rows):  # no stats in the log: ask the files
+                rows = [_parquet_rows(table, self)]
+            last = table.history(1)[0] if table.version() >= 0 else {}
+            ms = last.get("timestamp")
+            return TableInfo(
+                zone=zone, name=name, uri=self.uri(zone, name), version=table.version(),
+                schema=pa.schema(table.schema().to_arrow()),
+                partition_columns=list(table.metadata().partition_columns),
+                rows=int(sum(rows)), files=adds.num_rows,
+                bytes=int(sum(adds["size_bytes"].to_pylist())) if adds.num_rows else 0,
+                last_commit=datetime.fromtimestamp(ms / 1000, UTC) if ms else None,
+                metadata={k: str(v) for k, v in last.items() if k not in _COMMIT_KEYS},
+            )
+
+    def total_bytes(self) -> int:
+        """Bytes stored under the lake's root (every version, not only the current one)."""
+        fs = self.filesystem()
+        with self.translate_errors("measure", self.root):
+            return int(fs.du(self._fs_root, total=True)) if fs.exists(self._fs_root) else 0
+
+    # -- filesystems and checks -----------------------------------------------------------------
+
+    @property
+    def _fs_root(self) -> str:
+        return self.root.removeprefix("s3://")
+
+    def filesystem(self) -> Any:
+        """An fsspec filesystem on the lake (s3fs for S3), e.g. for DuckDB's
+        ``register_filesystem``; paths are ``bucket/key`` for S3, absolute paths locally."""
+        import fsspec
+
+        if not self.is_s3:
+            return fsspec.filesystem("file")
+        import s3fs
+
+        opts = self.storage_options or {}
+        fs = s3fs.S3FileSystem(
+            key=opts.get("AWS_ACCESS_KEY_ID"), secret=opts.get("AWS_SECRET_ACCESS_KEY"),
+            token=opts.get("AWS_SESSION_TOKEN"), endpoint_url=opts.get("AWS_ENDPOINT_URL"),
+            client_kwargs={"region_name": opts["AWS_REGION"]},
+            config_kwargs={"connect_timeout": 5, "retries": {"max_attempts": 2}},
+            skip_instance_cache=True,
+        )
+        return fs
+
+    def check(self) -> None:
+        """Fail early, with the fix, if the lake cannot be written (bucket, directory)."""
+        if self.is_s3:
+            problem = self._bucket_problem()
+            if problem:
+                raise problem
+            return
+        try:
+            Path(self.root).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _local_error(exc, "create", self.root) from exc
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise LakeError(f"the lake directory {self.root} is not writable; fix its "
+                            "permissions or point TIERLAKE_LAKE_URL elsewhere")
+
+    def _bucket_problem(self) -> LakeError | None:
+        endpoint = (self.storage_options or {}).get("AWS_ENDPOINT_URL", "AWS S3")
+        try:
+            self.filesystem().ls(self.bucket, detail=False)
+        except FileNotFoundError:
+            return LakeError(
+                f"the S3 bucket {self.bucket!r} does not exist at {endpoint}: create it "
+                f"(`aws s3 mb s3://{self.bucket}`) or fix the bucket in TIERLAKE_LAKE_URL")
+        except PermissionError:
+            return LakeError(
+                f"access to the S3 bucket {self.bucket!r} is denied: check AWS_ACCESS_KEY_ID/"
+                "AWS_SECRET_ACCESS_KEY and the bucket policy (s3:ListBucket, GetObject, PutObject)")
+        except Exception as exc:  # noqa: BLE001 - any transport failure means "unreachable"
+            return LakeUnavailableError(
+                f"cannot reach S3 at {endpoint} for bucket {self.bucket!r} ({exc}); check "
+                "AWS_ENDPOINT_URL and that the service is up")
+        return None
+
+    @contextmanager
+    def translate_errors(self, action: str, uri: str) -> Iterator[None]:
+        """Turn storage failures into :class:`LakeError` naming the fix."""
+        try:
+            yield
+        except TierlakeError:
+            raise
+        except (OSError, DeltaError) as exc:
+            if self.is_s3 and (problem := self._bucket_problem()):
+                raise problem from exc
+            if _no_space(exc) or isinstance(exc, PermissionError) or (
+                    "permission denied" in str(exc).lower()):
+                raise _local_error(exc, action, uri) from exc
+            raise _generic(action, uri, exc) from exc
+
+
+def _s3_options() -> dict[str, str]:
+    env = os.environ
+    opts = {"AWS_REGION": env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"}
+    endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        opts["AWS_ENDPOINT_URL"] = endpoint
+        if endpoint.startswith("http://"):
+            opts["AWS_ALLOW_HTTP"] = "true"
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        if env.get(key):
+            opts[key] = env[key]
+    return opts
+
+
+def _capture(reader: pa.RecordBatchReader, failures: list[BaseException]
+             ) -> Iterator[pa.RecordBatch]:
+    try:
+        yield from reader
+    except BaseException as exc:
+        failures.append(exc)
+        raise
+
+
+def _find_tables(fs: Any, base: str, depth: int) -> list[str]:
+    """Table names (relative to ``base``) found at most ``depth`` folders down."""
+    try:
+        children = [p for p in fs.ls(base, detail=True) if p["type"] == "directory"]
+    except FileNotFoundError:
+        return []
+    names = []
+    for child in children:
+        path = child["name"].rstrip("/")
+        leaf = path.rsplit("/", 1)[-1]
+        if leaf.startswith(("_", ".")):
+            continue
+        if fs.exists(f"{path}/_delta_log"):
+            names.append(leaf)
+        elif depth > 1:
+            names += [f"{leaf}/{n}" for n in _find_tables(fs, path, depth - 1)]
+    return names
+
+
+def _parquet_rows(table: DeltaTable, lake: Lake) -> int:
+    import pyarrow.parquet as pq
+
+    fs = lake.filesystem()
+    total = 0
+    for uri in table.file_uris():
+        with fs.open(uri.removeprefix("s3://"), "rb") as fh:
+            total += pq.ParquetFile(fh).metadata.num_rows
+    return total
+
+
+def _no_space(exc: BaseException) -> bool:
+    return getattr(exc, "errno", None) == 28 or "no space left" in str(exc).lower()
+
+
+def _local_error(exc: BaseException, action: str, uri: str) -> LakeError:
+    if _no_space(exc):
+        return LakeError(f"cannot {action} {uri}: the disk is full; free space on it or move "
+                         "the lake (TIERLAKE_LAKE_URL). The lake stays at its last good version.")
+    if isinstance(exc, PermissionError) or getattr(exc, "errno", None) == 13:
+        return LakeError(f"cannot {action} {uri}: permission denied; make the lake directory "
+                         "writable or point TIERLAKE_LAKE_URL elsewhere")
+    return _generic(action, uri, exc)
+
+
+def _generic(action: str, uri: str, exc: BaseException) -> LakeError:
+    return LakeError(f"cannot {action} lake table {uri}: {exc}. The lake stays at its last good "
+                     "version; fix the cause and run the extract again.")

@@ -1,0 +1,1 @@
+"""The analytics pipeline: extract (RDS -> S3), then jobs (EMR) -> curated tables."""

@@ -1,0 +1,46 @@
+"""The extract end to end on an S3 endpoint (moto's server), and the lake's S3 errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+from lake_helpers import assert_current_matches, seed
+from test_lake_extract import make_changes
+
+from tierlake.data.db import Database
+from tierlake.lake import ExtractConfig, Lake, LakeError, extract
+
+
+def test_extract_to_s3_mirrors_the_database(db: Database, s3_lake: Lake, tmp_path: Path) -> None:
+    events = tmp_path / "events"
+    seed(db, events_dir=events, orders=10)
+    config = ExtractConfig(events_dir=events)
+    first = extract(db.url, s3_lake, config)
+    assert first.files_ingested > 0 and first.lake_bytes > 0
+    assert_current_matches(db, s3_lake)
+    make_changes(db)
+    second = extract(db.url, s3_lake, config)
+    assert second.table("orders").rows == 0 and second.table("products").rows == 2
+    assert_current_matches(db, s3_lake)
+    assert all(f.startswith(s3_lake.root + "/current/orders/")
+               for f in s3_lake.files("current", "orders"))
+    catalog = {(t.zone, t.name) for t in s3_lake.list_tables()}
+    assert ("current", "orders") in catalog and ("raw", "clickstream/events") in catalog
+
+    con = duckdb.connect(config={"autoinstall_known_extensions": False,
+                                 "autoload_known_extensions": False})
+    con.register_filesystem(s3_lake.filesystem())
+    files = s3_lake.files("current", "orders")
+    assert con.execute("select count(*) from read_parquet($f)", {"f": files}).fetchone() == (10,)
+
+
+def test_a_missing_bucket_is_named_with_the_fix(s3_env: str, tmp_path: Path) -> None:
+    lake = Lake("s3://missing-bucket/lake")
+    with pytest.raises(LakeError, match=r"missing-bucket.*does not exist.*aws s3 mb"):
+        lake.check()
+    with pytest.raises(LakeError, match="missing-bucket"):
+        extract(f"sqlite:///{tmp_path / 'none.db'}", lake)
+    with pytest.raises(LakeError, match="missing-bucket"):
+        lake.write("curated", "x", __import__("pyarrow").table({"a": [1]}))

@@ -1,0 +1,90 @@
+"""`tierlake pipeline` as a user runs it, and its schedule inside `tierlake up`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pytest
+
+from tierlake.config import Settings
+from tierlake.data import migrate
+from tierlake.data.db import Database
+from tierlake.data.seed import seed_store
+from tierlake.lake.store import Lake
+from tierlake.pipeline.scheduler import PipelineScheduler
+from tierlake.pipeline.status import freshness_seconds, read_status
+
+CURATED = {"daily_sales", "product_performance", "customer_segments", "cohort_retention",
+           "traffic_hourly", "top_pages", "top_products", "funnel"}
+
+
+@pytest.fixture
+def store_env(tmp_path: Path, monkeypatch) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    env = {"TIERLAKE_DATA_DIR": str(tmp_path / "var")}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings()
+    settings.data_dir.mkdir(parents=True)
+    db = Database(settings.resolved_database_url)
+    migrate.upgrade(db.engine)
+    seed_store(db, products=40, customers=120, orders=800, months=6,
+               events_dir=settings.resolved_events_dir, admin_email="admin@example.com",
+               admin_password="admin-password-1", progress=False)
+    db.dispose()
+    return env
+
+
+def _tierlake(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tierlake", *args], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, **env})
+
+
+def test_run_then_status(store_env: dict[str, str]) -> None:
+    run = _tierlake("pipeline", "run", "--no-progress", env=store_env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "Extract (store -> lake)" in run.stdout and "Jobs on duckdb" in run.stdout
+    lake = Lake(Settings().resolved_lake_url)
+    tables = {(t.zone, t.name): t for t in lake.list_tables()}
+    assert {name for zone, name in tables if zone == "curated"} >= CURATED
+    assert tables[("current", "orders")].rows == 800
+    sales = lake.read_arrow("curated", "daily_sales")
+    assert pc.sum(sales["orders"]).as_py() > 0
+
+    status = _tierlake("pipeline", "status", env=store_env)
+    assert status.returncode == 0, status.stderr
+    assert "last run: ok" in status.stdout and "curated" in status.stdout
+    assert freshness_seconds(read_status(Settings())) < 120
+
+
+def test_failed_run_is_reported_and_keeps_the_lake(store_env: dict[str, str]) -> None:
+    assert _tierlake("pipeline", "run", "--no-progress", env=store_env).returncode == 0
+    before = {(t.zone, t.name): t.version for t in Lake(Settings().resolved_lake_url).list_tables()}
+    broken = {**store_env, "TIERLAKE_DATABASE_URL": "mysql+pymysql://u:p@127.0.0.1:1/none"}
+    run = _tierlake("pipeline", "run", "--no-progress", env=broken)
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr and "TIERLAKE_DATABASE_URL" in run.stderr
+    status = read_status(Settings())
+    assert status["ok"] is False and status["last_success_at"]
+    after = {(t.zone, t.name): t.version for t in Lake(Settings().resolved_lake_url).list_tables()}
+    assert after == before
+    shown = _tierlake("pipeline", "status", env=store_env).stdout
+    assert "failed" in shown
+
+
+def test_scheduler_runs_the_pipeline_on_its_interval(store_env: dict[str, str]) -> None:
+    settings = Settings(pipeline_interval_seconds=1)
+    scheduler = PipelineScheduler(settings)
+    scheduler.start()
+    try:
+        deadline = time.monotonic() + 240
+        while not read_status(settings).get("ok"):
+            assert time.monotonic() < deadline, "no successful scheduled run"
+            time.sleep(0.5)
+    finally:
+        scheduler.stop()
+    assert freshness_seconds(read_status(settings)) < 240
