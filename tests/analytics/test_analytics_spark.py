@@ -5,6 +5,8 @@ One Spark session (``local[2]``) for the module. Skipped without PySpark or Java
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -18,9 +20,18 @@ from tierlake.analytics.engines.duckdb import DuckDBEngine
 from tierlake.analytics.jobs import JOBS
 from tierlake.analytics.runner import run_jobs
 
-pytest.importorskip("pyspark")
+
+def _missing(message: str) -> None:
+    """Skip loudly; in CI (TIERLAKE_REQUIRE_SERVICES=1) a missing part is a failure."""
+    if os.environ.get("TIERLAKE_REQUIRE_SERVICES") == "1":
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message, allow_module_level=True)
+
+
+if importlib.util.find_spec("pyspark") is None:
+    _missing("pyspark is not installed: pip install 'tierlake[spark]'")
 if shutil.which("java") is None:
-    pytest.skip("Spark needs Java 17", allow_module_level=True)
+    _missing("Spark needs Java 17: apt-get install -y openjdk-17-jre-headless")
 
 from tierlake.analytics.engines.spark import SparkEngine  # noqa: E402
 
