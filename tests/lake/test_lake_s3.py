@@ -44,3 +44,23 @@ def test_a_missing_bucket_is_named_with_the_fix(s3_env: str, tmp_path: Path) -> 
         extract(f"sqlite:///{tmp_path / 'none.db'}", lake)
     with pytest.raises(LakeError, match="missing-bucket"):
         lake.write("curated", "x", __import__("pyarrow").table({"a": [1]}))
+
+
+def test_the_whole_pipeline_runs_on_s3(s3_lake: Lake, tmp_path: Path) -> None:
+    """Extract and every job, end to end, with the lake on the S3 endpoint (DuckDB engine)."""
+    from tierlake.config import Settings
+    from tierlake.data import migrate
+    from tierlake.pipeline.run import run_pipeline
+
+    store = Database(f"sqlite:///{tmp_path / 'store.db'}")
+    migrate.upgrade(store.engine)
+    seed(store, events_dir=tmp_path / "events", orders=200)
+    settings = Settings(data_dir=tmp_path / "var", lake_url=s3_lake.root,
+                        events_dir=tmp_path / "events", database_url=store.url)
+    info = run_pipeline(settings, progress=False)
+    store.dispose()
+    assert {j.name for j in info.jobs} >= {"daily_sales", "funnel", "customer_segments"}
+    curated = {t.name: t for t in s3_lake.list_tables() if t.zone == "curated"}
+    assert curated["daily_sales"].uri.startswith("s3://")
+    sales = s3_lake.read_arrow("curated", "daily_sales")
+    assert sum(sales["orders"].to_pylist()) > 0
