@@ -102,6 +102,9 @@ def up(
         shown = password if password == DEFAULT_ADMIN_PASSWORD else "TIERLAKE_ADMIN_PASSWORD"
         out.print(f"Admin: {settings.admin_email} / {shown}.  Demo shoppers: "
                   "customer e-mails from the admin page, password demo-password.")
+        if settings.pipeline_interval_seconds > 0:
+            out.print(f"Analytics pipeline: every {settings.pipeline_interval_seconds:g} s into "
+                      f"{settings.resolved_lake_url}; see `tierlake pipeline status`.")
         out.print("Press Ctrl-C to stop.\n")
 
     supervisor.run(on_ready=ready)
