@@ -92,3 +92,24 @@ def test_fifty_checkouts_for_the_last_ten_units(api, db, server_url) -> None:
     assert len(removed_items) == UNITS and not after["cart_items"] - before["cart_items"]
     tombstones = after["deleted_rows"] - before["deleted_rows"]
     assert sorted(t[2] for t in tombstones) == sorted(str(i[0]) for i in removed_items)
+
+
+def test_first_adds_to_a_new_cart_racing_make_one_cart(api, db, server_url) -> None:
+    """Two tabs adding to an empty cart at once: both succeed, one cart, no 500."""
+    shopper = api.register()
+    products = [api.product(name=f"P{i}", stock=5) for i in range(6)]
+
+    async def add_all() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=server_url, timeout=60) as client:
+            return await asyncio.gather(*[
+                client.put(f"/api/v1/cart/items/{p['id']}", json={"quantity": 1},
+                           headers=shopper) for p in products])
+
+    responses = asyncio.run(add_all())
+    assert [r.status_code for r in responses] == [200] * len(products), [r.text for r in responses]
+    cart = api.client.get("/api/v1/cart", headers=shopper).json()
+    assert sorted(i["product_id"] for i in cart["items"]) == sorted(p["id"] for p in products)
+    with db.read() as s:
+        from tierlake.data.schema import Cart
+
+        assert len(s.scalars(select(Cart)).all()) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tierlake.app.errors import NotFoundError, OutOfStockError
@@ -78,4 +79,9 @@ def set_item(db: Database, customer_id: int, product_id: int, quantity: int) -> 
         s.flush()
         return cart_public(cart)
 
-    return db.write(_set)
+    try:
+        return db.write(_set)
+    except IntegrityError:
+        # Two first adds of the same customer raced to create the cart (its customer_id is
+        # unique); the loser tries again and now finds the winner's cart.
+        return db.write(_set)
