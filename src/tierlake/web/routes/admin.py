@@ -71,12 +71,7 @@ async def create_product(request: Request) -> Response:
     }
     if form.get("slug"):
         body["slug"] = form["slug"]
-    price = parse_price(form.get("price", ""))
-    errors: dict[str, str] = {}
-    if price is None:
-        errors["price"] = "Enter a price like 12.34"
-    else:
-        body["price_cents"] = price
+    errors = _take_price(form, body)
     if not errors:
         try:
             product = await api(request).post("/admin/products", token=auth.token, json=body)
@@ -126,12 +121,7 @@ async def update_product(request: Request) -> Response:
         "name": form.get("name", ""), "description": form.get("description", ""),
         "category": form.get("category", ""), "active": form.get("active") == "on",
     }
-    price = parse_price(form.get("price", ""))
-    errors: dict[str, str] = {}
-    if price is None:
-        errors["price"] = "Enter a price like 12.34"
-    else:
-        body["price_cents"] = price
+    errors = _take_price(form, body)
     if not errors:
         try:
             product = await api(request).patch(f"/admin/products/{product_id}",
@@ -183,3 +173,12 @@ routes = [
     Route("/admin/products/{product_id:int}/stock", set_stock, methods=["POST"],
           name="admin_stock"),
 ]
+
+
+def _take_price(form: Any, body: dict[str, Any]) -> dict[str, str]:
+    """Put the form's price into ``body`` as cents; the field errors, if it is not a price."""
+    price = parse_price(form.get("price", ""))
+    if price is None:
+        return {"price": "Enter a price like 12.34"}
+    body["price_cents"] = price
+    return {}
