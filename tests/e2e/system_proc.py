@@ -57,6 +57,13 @@ def start_system(tmp_path: Path, *, seed: bool, extra_env: dict[str, str] | None
     system = System(proc, f"http://127.0.0.1:{web_port}", f"http://127.0.0.1:{app_port}",
                     tmp_path / "var", log)
     _wait_for(system.web_url + "/health", proc, log, timeout=180)
+    # The web tier answering is not enough: the supervisor has to have seen it too
+    # (it polls), or a test that kills a tier now races the supervisor's start-up.
+    deadline = time.monotonic() + 30
+    while "Press Ctrl-C to stop" not in system.output():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"tierlake up never said it was up:\n{system.output()[-4000:]}")
+        time.sleep(0.1)
     return system
 
 
