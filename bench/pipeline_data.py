@@ -191,18 +191,28 @@ def build_store(url: str, lines: int, *, seed: int = 7) -> dict[str, int]:
     return counts
 
 
-def touch_order_lines(url: str, fraction: float) -> int:
-    """Set ``updated_at`` = now on every ``1/fraction``-th order line; rows changed."""
+def touch_order_lines(url: str, fraction: float, shape: str = "spread") -> int:
+    """Set ``updated_at`` = now on a ``fraction`` of the order lines; rows changed.
+
+    ``spread``: every ``1/fraction``-th id, all over the table (the worst case for a MERGE:
+    every file holds a changed row). ``recent``: the newest ``fraction`` of ids, the way a
+    store changes (status changes of recent orders)."""
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
     step = max(1, round(1 / fraction))
-    if url.startswith("sqlite"):
-        conn = sqlite3.connect(sqlite_path(url))
-        cur = conn.execute(f"UPDATE order_lines SET updated_at = ? WHERE id % {step} = 0",
-                           (now,))
+    sqlite = url.startswith("sqlite")
+    conn = sqlite3.connect(sqlite_path(url)) if sqlite else mysql_connect(url)
+    cur = conn.cursor()
+    mark = "?" if sqlite else "%s"
+    if shape == "spread":
+        where = f"id % {step} = 0" if sqlite else f"MOD(id, {step}) = 0"
+        cur.execute(f"UPDATE order_lines SET updated_at = {mark} WHERE {where}", (now,))
+    elif shape == "recent":
+        cur.execute("SELECT min(id), max(id) FROM order_lines")
+        lo, hi = cur.fetchone()
+        cur.execute(f"UPDATE order_lines SET updated_at = {mark} WHERE id > {mark}",
+                    (now, hi - (hi - lo + 1) // step))
     else:
-        conn = mysql_connect(url)
-        cur = conn.cursor()
-        cur.execute(f"UPDATE order_lines SET updated_at = %s WHERE MOD(id, {step}) = 0", (now,))
+        raise ValueError(f"shape must be 'spread' or 'recent', not {shape!r}")
     conn.commit()
     changed = cur.rowcount
     conn.close()

@@ -128,6 +128,15 @@ class Settings(BaseSettings):
     extract_batch_rows: int = Field(
         100_000, ge=1000, description="Rows per batch read from the database (bounds memory)."
     )
+    extract_parallel_reads: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description=(
+            "Full loads of a table with an integer primary key read this many key ranges at "
+            "once (one database connection each); 1 reads with one query."
+        ),
+    )
     extract_exclude: list[str] = Field(
         ["auth_sessions", "deleted_rows", "alembic_version", "customers.password_hash"],
         description=(

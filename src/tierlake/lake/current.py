@@ -24,7 +24,7 @@ import pyarrow.dataset as ds
 from deltalake import DeltaTable
 from deltalake.schema import Field
 
-from tierlake.lake.store import Lake
+from tierlake.lake.store import Lake, WriteTarget
 
 META = ("_op", "_extracted_at", "_batch")
 UPDATED_AT = "updated_at"
@@ -77,6 +77,18 @@ def apply_changes(lake: Lake, table: str, pk: list[str], *, versioned: bool) -> 
                          deleted=metrics["num_target_rows_deleted"], version=cur.version())
 
 
+def first_load(table: str, columns: list[str]) -> WriteTarget:
+    """``current/<table>`` written side by side with the first ``raw/db/<table>`` commit
+    (raw version 0) from the same read, instead of read back from raw afterwards.
+
+    The two commits are not one: if current commits and raw does not, the next run finds no
+    raw table, loads again and overwrites current; if raw commits and current does not,
+    :func:`apply_changes` loads current from raw.
+    """
+    return WriteTarget("current", table, columns, mode="overwrite",
+                       metadata={"tierlake.raw_version": "0"}, watermark=(applied_app_id(table), 0))
+
+
 def latest_per_key(changes: pa.Table, pk: list[str], *, versioned: bool) -> pa.Table:
     """One row per primary key: the latest change (see the module docstring)."""
     rank = pc.if_else(pc.equal(changes["_op"], "d"), 1, 0)
@@ -126,7 +138,10 @@ def _merge(lake: Lake, cur: DeltaTable, source: pa.Table, pk: list[str], version
     older = ' AND t."updated_at" <= s."updated_at"' if versioned else ""
     values = {c: f's."{c}"' for c in source.schema.names if c != "_op"}
     return (
-        cur.merge(source, on, source_alias="s", target_alias="t",
+        # The changes are already in memory (bounded by the change volume, not the table):
+        # not streaming them lets delta-rs prune target files by the changes' key range and
+        # plan the join on a known size, ~3x faster than streamed (docs/benchmarks.md).
+        cur.merge(source, on, source_alias="s", target_alias="t", streamed_exec=False,
                   writer_properties=lake.writer_properties,
                   commit_properties=lake.commit_properties(meta, watermark))
         .when_matched_delete(predicate=f"s._op = 'd'{older}")

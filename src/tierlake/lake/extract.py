@@ -40,6 +40,7 @@ class ExtractConfig:
 
     lookback_seconds: float = 300.0
     batch_rows: int = 100_000
+    parallel_reads: int = 2
     exclude: tuple[str, ...] = DEFAULT_EXCLUDE
     events_dir: Path | None = None  # None: no clickstream source
 
@@ -47,6 +48,7 @@ class ExtractConfig:
     def from_settings(cls, settings: Settings) -> ExtractConfig:
         return cls(lookback_seconds=settings.extract_lookback_seconds,
                    batch_rows=settings.extract_batch_rows,
+                   parallel_reads=settings.extract_parallel_reads,
                    exclude=tuple(settings.extract_exclude),
                    events_dir=settings.resolved_events_dir)
 
@@ -87,7 +89,7 @@ def extract(db_url: str, lake: Lake | str, config: ExtractConfig | None = None, 
     lake = lake if isinstance(lake, Lake) else Lake(lake)
     sources: list[Source] = [DatabaseSource(
         db_url, exclude=config.exclude, lookback_seconds=config.lookback_seconds,
-        batch_rows=config.batch_rows)]
+        batch_rows=config.batch_rows, parallel_reads=config.parallel_reads)]
     if config.events_dir is not None:
         sources.append(ClickstreamSource(config.events_dir, batch_rows=config.batch_rows))
     return run_sources(sources, lake, progress=progress)

@@ -5,7 +5,8 @@ Decisions (made once, kept here):
 * Table format: Delta Lake through ``deltalake`` (delta-rs). A write is one atomic commit
   (a new ``_delta_log/NNN.json``): readers see the table before or after it, never half.
   Appends use ``schema_mode="merge"``, so a new source column appears without a manual
-  step. Parquet is compressed with zstd (``WriterProperties(compression="ZSTD")``).
+  step. Parquet is compressed with zstd, in row groups of 128k rows and files of ~32 MiB
+  (bounded memory per writer; small enough that a MERGE rewrites few files).
 * A writer's progress (a watermark) is committed *with* its data, in the same commit:
   ``CommitProperties(custom_metadata=..., app_transactions=[Transaction(app_id, version)])``.
   ``DeltaTable.transaction_version(app_id)`` reads it back.
@@ -31,7 +32,9 @@ database table with its changes applied (MERGE); ``curated/<name>`` the jobs' ou
 from __future__ import annotations
 
 import os
+import queue
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -97,7 +100,11 @@ class TableInfo:
 class Lake:
     """The lake at ``url``: a local directory or ``s3://bucket/prefix``."""
 
-    writer_properties = WriterProperties(compression="ZSTD")
+    # Bounded writers: a row group and a file are buffered in memory until full, so these
+    # two cap a writer's memory whatever the table's size (measured: docs/benchmarks.md).
+    # Files of ~32 MiB also keep a MERGE of recent changes to the few files it touches.
+    writer_properties = WriterProperties(compression="ZSTD", max_row_group_size=128 * 1024)
+    target_file_size = 32 * 1024 * 1024
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -187,6 +194,9 @@ class Lake:
                     schema_mode="merge" if mode == "append" else "overwrite",
                     storage_options=self.storage_options,
                     writer_properties=self.writer_properties,
+                    target_file_size=self.target_file_size,
+                    # kept by the table, so its MERGEs (current/) write files of this size too
+                    configuration={"delta.targetFileSize": str(self.target_file_size)},
                     commit_properties=self.commit_properties(metadata, watermark),
                 )
             except Exception:
@@ -194,6 +204,43 @@ class Lake:
                     raise failures[0] from None
                 raise
             return DeltaTable(uri, storage_options=self.storage_options).version()
+
+    def write_many(self, data: pa.RecordBatchReader, targets: list[WriteTarget]) -> list[int]:
+        """Write one stream into several tables, reading it once; their new versions.
+
+        Each target takes its columns of every batch and is written by its own thread
+        (delta-rs encodes and uploads without the GIL), through bounded queues, so memory
+        stays bounded and the stream is read once. If the stream fails, no target commits.
+        Each target commits on its own, so a failure at commit time can leave some committed
+        and not others: callers must recover from any subset (the extract does, see
+        ``sources/database.py``).
+        """
+        if len(targets) == 1:
+            t = targets[0]
+            return [self.write(t.zone, t.name, _project(data, t.columns), mode=t.mode,
+                               metadata=t.metadata, watermark=t.watermark)]
+        feeds = [_Feed(self, t, data.schema) for t in targets]
+        for feed in feeds:
+            feed.thread.start()
+        failure: BaseException | None = None
+        try:
+            for batch in data:
+                for feed in feeds:
+                    feed.put(batch.select(feed.target.columns))
+        except BaseException as exc:  # noqa: BLE001 - handed to the writers, raised below
+            failure = exc
+        for feed in feeds:
+            feed.put(_Abort(failure) if failure or any(f.error for f in feeds) else _END)
+        for feed in feeds:
+            feed.thread.join()
+        if isinstance(failure, _FeedFailed):
+            failure = None  # a writer failed: its own error is raised below
+        if failure is not None:
+            raise failure
+        errors = [f.error for f in feeds if f.error is not None]
+        if errors:  # the writer that failed first, not those it stopped
+            raise next((e for e in errors if not isinstance(e, _FeedFailed)), errors[0])
+        return [feed.version for feed in feeds]  # type: ignore[misc]
 
     @staticmethod
     def commit_properties(
@@ -313,6 +360,77 @@ class Lake:
             raise _generic(action, uri, exc) from exc
 
 
+@dataclass(frozen=True)
+class WriteTarget:
+    """One table :meth:`Lake.write_many` writes: which columns, how, with what metadata."""
+
+    zone: str
+    name: str
+    columns: list[str]
+    mode: Literal["append", "overwrite"] = "append"
+    metadata: dict[str, str] | None = None
+    watermark: tuple[str, int] | None = None
+
+
+_END = object()
+
+
+class _Abort:
+    def __init__(self, cause: BaseException | None) -> None:
+        self.cause = cause
+
+
+class _FeedFailed(Exception):
+    """A writer of :meth:`Lake.write_many` failed; the stream stops."""
+
+
+class _Feed:
+    """One target of :meth:`Lake.write_many`: a bounded queue and the thread writing it."""
+
+    def __init__(self, lake: Lake, target: WriteTarget, schema: pa.Schema) -> None:
+        self.lake, self.target = lake, target
+        self.schema = pa.schema([schema.field(c) for c in target.columns])
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=2)
+        self.error: BaseException | None = None
+        self.version: int | None = None
+        self.thread = threading.Thread(target=self._write, name=f"tierlake-write-{target.name}")
+
+    def put(self, item: Any) -> None:
+        while self.thread.is_alive():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+        if self.error is not None and item is not _END and not isinstance(item, _Abort):
+            raise _FeedFailed(str(self.error))
+
+    def _batches(self) -> Iterator[pa.RecordBatch]:
+        while True:
+            item = self.queue.get()
+            if item is _END:
+                return
+            if isinstance(item, _Abort):
+                raise item.cause or _FeedFailed("another writer of the same stream failed")
+            yield item
+
+    def _write(self) -> None:
+        t = self.target
+        reader = pa.RecordBatchReader.from_batches(self.schema, self._batches())
+        try:
+            self.version = self.lake.write(t.zone, t.name, reader, mode=t.mode,
+                                           metadata=t.metadata, watermark=t.watermark)
+        except BaseException as exc:  # noqa: BLE001 - raised by write_many
+            self.error = exc
+
+
+def _project(data: pa.RecordBatchReader, columns: list[str]) -> pa.RecordBatchReader:
+    if data.schema.names == columns:
+        return data
+    schema = pa.schema([data.schema.field(c) for c in columns])
+    return pa.RecordBatchReader.from_batches(schema, (b.select(columns) for b in data))
+
+
 def _s3_options() -> dict[str, str]:
     env = os.environ
     opts = {"AWS_REGION": env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"}
@@ -383,3 +501,4 @@ def _local_error(exc: BaseException, action: str, uri: str) -> LakeError:
 def _generic(action: str, uri: str, exc: BaseException) -> LakeError:
     return LakeError(f"cannot {action} lake table {uri}: {exc}. The lake stays at its last good "
                      "version; fix the cause and run the extract again.")
+

@@ -37,16 +37,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-import connectorx as cx
 import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import inspect
+from sqlalchemy import types as sqltypes
 from sqlalchemy.engine import make_url
 
 from tierlake.data.db import Database, safe_url
 from tierlake.errors import DatabaseUnavailableError
 from tierlake.lake import current
 from tierlake.lake.errors import LakeError, LakeUnavailableError, SourceError
+from tierlake.lake.sources import reads
 from tierlake.lake.sources.base import NoProgress, Progress, Source, TableExtractInfo
 from tierlake.lake.sources.column_types import (
     UTC_US,
@@ -56,10 +57,11 @@ from tierlake.lake.sources.column_types import (
     to_utc,
 )
 from tierlake.lake.sources.sqlite_reader import SQLiteReader
-from tierlake.lake.store import Lake
+from tierlake.lake.store import Lake, WriteTarget
 
 TOMBSTONES = "deleted_rows"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+META = current.META
 META_FIELDS = [pa.field("_op", pa.string()), pa.field("_extracted_at", UTC_US),
                pa.field("_batch", pa.string())]
 
@@ -88,13 +90,16 @@ class DatabaseSource(Source):
     name = "db"
 
     def __init__(self, db_url: str, *, exclude: list[str] | tuple[str, ...] = (),
-                 lookback_seconds: float = 300.0, batch_rows: int = 100_000) -> None:
+                 lookback_seconds: float = 300.0, batch_rows: int = 100_000,
+                 parallel_reads: int = 2) -> None:
         self.db_url = db_url
         self.exclude = set(exclude)
         self.lookback_us = int(lookback_seconds * 1_000_000)
         self.batch_rows = batch_rows
+        self.parallel_reads = max(1, parallel_reads)
         self._cx_url = connectorx_url(db_url)
         self._sqlite = SQLiteReader() if self._cx_url.startswith("sqlite:") else None
+        self._db: Database | None = None  # for one-value queries, open during extract()
 
     # -- discovery ------------------------------------------------------------------------------
 
@@ -124,12 +129,30 @@ class DatabaseSource(Source):
                 progress: Progress | None = None) -> list[TableExtractInfo]:
         progress = progress or NoProgress()
         specs, has_tombstones = self.reflect()
+        self._db = Database(self.db_url, pool_size=1)
         try:
             return [self._extract_table(lake, spec, run_id, has_tombstones, progress)
                     for spec in specs]
         finally:
-            if self._sqlite is not None:
-                self._sqlite.close()
+            self._db.dispose()
+            self._db = None
+            self.close()
+
+    def close(self) -> None:
+        """Stop the SQLite reader process, if one runs (the next read starts another)."""
+        if self._sqlite is not None:
+            self._sqlite.close()
+
+    def row(self, sql: str) -> tuple[Any, ...]:
+        """One row, through SQLAlchemy (ConnectorX cannot type an all-NULL computed column
+        on SQLite)."""
+        db = self._db or Database(self.db_url, pool_size=1)
+        try:
+            with db.translate_errors(), db.engine.connect() as conn:
+                return tuple(conn.exec_driver_sql(sql).one())
+        finally:
+            if db is not self._db:
+                db.dispose()
 
     def _extract_table(self, lake: Lake, spec: TableSpec, run_id: str, has_tombstones: bool,
                        progress: Progress) -> TableExtractInfo:
@@ -147,20 +170,40 @@ class DatabaseSource(Source):
         return info
 
 
-    def read(self, sql: str) -> pa.RecordBatchReader:
+    def read(self, sql: str | list[str], *, table: str) -> pa.RecordBatchReader:
+        """The rows of ``sql``; a list of queries (key ranges) is read ``parallel_reads`` at
+        a time and handed on in order (see :mod:`.reads`). Failures, when the read starts
+        or halfway through, become :class:`DatabaseUnavailableError` or a
+        :class:`SourceError` for ``table``."""
+        queries = [sql] if isinstance(sql, str) else sql
         try:
             if self._sqlite is not None:  # in a child process: see sqlite_reader.py
-                return self._sqlite.read(self._cx_url, sql, self.batch_rows)
-            return cx.read_sql(self._cx_url, sql, return_type="arrow_stream",
-                               batch_size=self.batch_rows)
+                reader = self._sqlite.read(self._cx_url, queries, self.batch_rows,
+                                           self.parallel_reads)
+            else:
+                reader = reads.read_many(self._cx_url, queries, self.batch_rows,
+                                         self.parallel_reads)
         except Exception as exc:
-            text = str(exc).lower()
-            if any(s in text for s in ("connect", "refused", "unable to open", "timed out",
-                                       "no such host", "name or service")):
-                raise DatabaseUnavailableError(
-                    f"cannot reach the database at {safe_url(self.db_url)}: {exc}. Check that "
-                    "it is running and that TIERLAKE_DATABASE_URL is right.") from exc
-            raise
+            raise self._read_error(exc, table) from exc
+        return pa.RecordBatchReader.from_batches(reader.schema, self._checked(reader, table))
+
+    def _checked(self, reader: pa.RecordBatchReader, table: str) -> Iterator[pa.RecordBatch]:
+        try:
+            yield from reader
+        except Exception as exc:
+            raise self._read_error(exc, table) from exc
+
+    def _read_error(self, exc: Exception, table: str) -> Exception:
+        text = str(exc).lower()
+        if any(s in text for s in ("connect", "refused", "unable to open", "timed out",
+                                   "no such host", "name or service", "reader process")):
+            return DatabaseUnavailableError(
+                f"cannot read the database at {safe_url(self.db_url)}: {exc}. Check that "
+                "it is running and that TIERLAKE_DATABASE_URL is right.")
+        return SourceError(
+            f"reading table {table!r} failed: {exc}. If a column holds values that are not of "
+            f"its declared type, fix the data, or leave the column out with extract_exclude "
+            f"(add '{table}.<column>' to TIERLAKE_EXTRACT_EXCLUDE).")
 
 
 class _TableRun:
@@ -196,14 +239,16 @@ class _TableRun:
         # delta-rs's writer (where opening a Delta table is not allowed), and a reader of
         # the database must be consumed before the next query.
         known = have = deletes = None
-        if mode == "incremental":
-            known = current.read_keys(lake, spec.name, spec.pk, versioned=True,
-                                      where=pc.field(current.UPDATED_AT) >= _ts(since))
         if spec.versioned and self.has_tombstones and since is not None:
             deletes = self._tombstones(since)
-        if mode == "snapshot":
+        if mode == "snapshot" and raw is not None:
             have = current.read_keys(lake, spec.name, spec.pk, versioned=False)
-        rows = self.src.read(self._select(since if mode == "incremental" else None))
+        rows = self.src.read(self._select(since) if mode == "incremental" else self._whole(),
+                             table=spec.name)
+        if mode == "incremental":  # the changes: few, and the MERGE holds them all anyway
+            changed = rows.read_all()
+            known = self._known(changed, since)  # type: ignore[arg-type]
+            rows = changed.to_reader()
         plans = plan_columns(spec.name, rows.schema, spec.declared)  # refuses before writing
         schema = pa.schema([*lake_schema(plans), *META_FIELDS])
         batches = self._changes(rows, plans, schema, known, deletes, have)
@@ -214,10 +259,49 @@ class _TableRun:
         meta = {"tierlake.batch": self.run_id, "tierlake.mode": mode}
         if new_watermark is not None:
             meta["tierlake.watermark"] = _literal(new_watermark)
-        self.info.raw_version = lake.write(
-            "raw", f"db/{spec.name}", reader, mode="append", metadata=meta,
+        raw_write = WriteTarget(
+            "raw", f"db/{spec.name}", schema.names, mode="append", metadata=meta,
             watermark=(watermark_app_id(spec.name), new_watermark) if spec.versioned else None)
-        self._apply()
+        if raw is not None:
+            self.info.raw_version = lake.write_many(reader, [raw_write])[0]
+            return self._apply()
+        # The first load: raw and current from the one read, written side by side.
+        cur_write = current.first_load(spec.name, [n for n in schema.names if n not in META])
+        self.info.raw_version, self.info.current_version = lake.write_many(
+            reader, [raw_write, cur_write])
+        self.info.inserted = self.info.rows
+        if self.info.raw_version != 0:  # another extract created raw meanwhile: MERGE it
+            self._apply()
+
+    def _known(self, changed: pa.Table, since: int) -> pa.Table | None:
+        """Keys and ``updated_at`` of ``current/`` rows as recent as the re-read window,
+        within the key range of ``changed`` (so only the files holding it are read)."""
+        if not changed.num_rows:
+            return None
+        where = pc.field(current.UPDATED_AT) >= _ts(since)
+        key = self.spec.pk[0]
+        if len(self.spec.pk) == 1 and pa.types.is_integer(changed.schema.field(key).type):
+            bounds = pc.min_max(changed[key])
+            where &= (pc.field(key) >= bounds["min"].as_py()) & (
+                pc.field(key) <= bounds["max"].as_py())
+        return current.read_keys(self.lake, self.spec.name, self.spec.pk, versioned=True,
+                                 where=where)
+
+    def _whole(self) -> str | list[str]:
+        """The whole table: as key ranges (read in parallel, in key order) when the key is
+        one integer column, else one query."""
+        spec, sql = self.spec, self._select(None)
+        if (len(spec.pk) != 1 or self.src.parallel_reads < 2
+                or not isinstance(spec.declared.get(spec.pk[0]), sqltypes.Integer)):
+            return sql
+        key = self.q(spec.pk[0])
+        lo, hi = self.src.row(f"SELECT min({key}), max({key}) FROM {self.q(spec.name)}")
+        if not isinstance(lo, int) or not isinstance(hi, int):
+            return sql  # empty, or SQLite holding something else than integers
+        ranges = reads.key_ranges(lo, hi, self.src.batch_rows)
+        if len(ranges) <= 1:
+            return sql
+        return [f"{sql} WHERE {key} >= {a} AND {key} < {b}" for a, b in ranges]
 
     def _apply(self) -> None:
         done = current.apply_changes(self.lake, self.spec.name, self.spec.pk,
@@ -246,14 +330,8 @@ class _TableRun:
         return max([f for f in found if f is not None], default=0)
 
     def _scalar_us(self, sql: str) -> int | None:
-        """A one-value timestamp query, through SQLAlchemy (ConnectorX cannot type an
-        all-NULL computed column on SQLite)."""
-        db = Database(self.src.db_url, pool_size=1)
-        try:
-            with db.translate_errors(), db.engine.connect() as conn:
-                value = conn.exec_driver_sql(sql).scalar()
-        finally:
-            db.dispose()
+        """A one-value timestamp query, in microseconds since the epoch."""
+        value = self.src.row(sql)[0]
         if value is None:
             return None
         if isinstance(value, str):  # SQLite keeps text
@@ -307,7 +385,7 @@ class _TableRun:
         spec = self.spec
         found = self.src.read(
             f"SELECT row_key, deleted_at FROM {self.q(TOMBSTONES)} WHERE table_name = "
-            f"'{spec.name}' AND deleted_at >= '{_literal(since)}'").read_all()
+            f"'{spec.name}' AND deleted_at >= '{_literal(since)}'", table=TOMBSTONES).read_all()
         cur = self.lake.table("current", spec.name)
         if not found.num_rows or cur is None:
             return None

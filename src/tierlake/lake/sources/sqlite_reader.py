@@ -7,7 +7,8 @@ is the last one, checkpoints and DELETES the ``-wal`` and ``-shm`` files under t
 statement fails with "disk I/O error", and concurrent writers can corrupt the file. In a
 separate process the locks work as designed, so every ConnectorX read of a SQLite file goes
 through one child per extract run, which streams the Arrow batches back over a pipe (Arrow
-IPC): still no per-row Python, still bounded memory.
+IPC): still no per-row Python, still bounded memory. The child runs :mod:`.reads` (loaded by
+file path, so it does not import the rest of tierlake), ranged reads in parallel included.
 """
 
 from __future__ import annotations
@@ -15,28 +16,36 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from typing import IO
 
 import pyarrow as pa
 
+from tierlake.lake.sources import reads
+
 _CHILD = r"""
-import json, sys
-import connectorx as cx
+import importlib.util, json, sys
 import pyarrow as pa
+spec = importlib.util.spec_from_file_location("tierlake_reads", sys.argv[1])
+reads = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(reads)
 out = sys.stdout.buffer
 try:
     for line in sys.stdin:
         ask = json.loads(line)
         try:
-            reader = cx.read_sql(ask["url"], ask["sql"], return_type="arrow_stream",
-                                 batch_size=ask["batch_rows"])
+            reader = reads.read_many(ask["url"], ask["queries"], ask["batch_rows"],
+                                     ask["parallel"])
             schema = reader.schema
         except Exception as exc:
             reader, schema = None, pa.schema([], metadata={"error": str(exc)})
         with pa.ipc.new_stream(out, schema) as stream:
-            if reader is not None:
-                for batch in reader:
+            try:
+                for batch in reader or ():
                     stream.write_batch(batch)
+            except Exception as exc:  # a failure mid-stream is said, never a clean end
+                stream.write_batch(pa.RecordBatch.from_pylist([], schema=schema),
+                                   custom_metadata={"error": str(exc)})
         out.flush()
 except (BrokenPipeError, KeyboardInterrupt):  # the extract stopped or was killed
     sys.stderr.close()
@@ -50,11 +59,14 @@ class SQLiteReader:
         self._proc: subprocess.Popen[bytes] | None = None
         self._last: pa.RecordBatchReader | None = None
 
-    def read(self, url: str, sql: str, batch_rows: int) -> pa.RecordBatchReader:
+    def read(self, url: str, queries: list[str], batch_rows: int, parallel: int = 1
+             ) -> pa.RecordBatchReader:
+        """The rows of ``queries`` in order (see :func:`.reads.read_many`)."""
         proc = self._child()
         self._drain()
         assert proc.stdin is not None and proc.stdout is not None
-        ask = json.dumps({"url": url, "sql": sql, "batch_rows": batch_rows}) + "\n"
+        ask = json.dumps({"url": url, "queries": queries, "batch_rows": batch_rows,
+                          "parallel": parallel}) + "\n"
         try:
             proc.stdin.write(ask.encode())
             proc.stdin.flush()
@@ -67,12 +79,13 @@ class SQLiteReader:
             reader.read_all()
             raise RuntimeError(error.decode())
         self._last = reader
-        return reader
+        return pa.RecordBatchReader.from_batches(reader.schema, _checked(reader))
 
     def _child(self) -> subprocess.Popen[bytes]:
         if self._proc is None or self._proc.poll() is not None:
             self._proc = subprocess.Popen(
-                [sys.executable, "-c", _CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                [sys.executable, "-c", _CHILD, reads.__file__], stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE)
         return self._proc
 
     def _drain(self) -> None:
@@ -96,3 +109,14 @@ class SQLiteReader:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def _checked(reader: pa.RecordBatchStreamReader) -> Iterator[pa.RecordBatch]:
+    while True:
+        try:
+            batch, meta = reader.read_next_batch_with_custom_metadata()
+        except StopIteration:
+            return
+        if meta is not None and b"error" in meta:
+            raise RuntimeError(meta[b"error"].decode())
+        yield batch
