@@ -3,12 +3,15 @@
 For each backend a synthetic store (``bench/pipeline_data.py``) with ``--rows`` order lines
 is built once; then each method runs in its OWN subprocess (a fresh interpreter):
 
-* ``tierlake``: the full extract (``tierlake.lake.extract.extract``) into a fresh local lake;
+* ``tierlake``: the full extract (``tierlake.lake.extract.extract``) of every table into a
+  fresh local lake;
+* ``tierlake-table``: the same, ``order_lines`` only (like for like with the anchors);
 * ``pandas``: ``pandas.read_sql("SELECT * FROM order_lines", engine)`` + ``to_parquet``;
 * ``dlt``: dlt's ``sql_database`` source (pyarrow backend, ``order_lines`` only) into the
   filesystem destination as Parquet;
-* ``incremental``: 1% of order lines get ``updated_at = now``; tierlake's second run on the
-  lake of its full run;
+* ``incremental-recent``: the newest 1% of order lines get ``updated_at = now`` (how a store
+  changes); tierlake's next run on the lake of its full run; then ``incremental-spread``:
+  every 100th line (the worst case: every file of the table holds a changed row);
 * ``tierlake`` again on a ``--small-rows`` SQLite store, for memory flatness.
 
 Wall time is measured inside the child around the work only (imports and engine creation
@@ -85,17 +88,25 @@ class TreeSampler:
         self._thread.join()
 
 
-def child_tierlake(url: str, out: Path) -> dict[str, Any]:
+def child_tierlake(url: str, out: Path, only: str | None = None) -> dict[str, Any]:
     from tierlake.lake.extract import DEFAULT_EXCLUDE, ExtractConfig, extract
+    from tierlake.lake.sources.database import DatabaseSource
     from tierlake.lake.store import Lake
 
+    exclude = DEFAULT_EXCLUDE
+    if only:
+        exclude += tuple(t for t in DatabaseSource(url).list_tables() if t != only)
     lake = Lake(str(out))
-    config = ExtractConfig(lookback_seconds=300, batch_rows=100_000, exclude=DEFAULT_EXCLUDE,
-                           events_dir=None)
+    config = ExtractConfig(lookback_seconds=300, batch_rows=100_000, parallel_reads=2,
+                           exclude=exclude, events_dir=None)
     began = time.perf_counter()
     info = extract(url, lake, config, progress=False)
     seconds = time.perf_counter() - began
     return {"seconds": seconds, "rows": info.table("order_lines").rows, "total_rows": info.rows}
+
+
+def child_tierlake_table(url: str, out: Path) -> dict[str, Any]:
+    return child_tierlake(url, out, only="order_lines")
 
 
 def child_pandas(url: str, out: Path) -> dict[str, Any]:
@@ -131,7 +142,8 @@ def child_dlt(url: str, out: Path) -> dict[str, Any]:
     return {"seconds": seconds, "rows": rows, "total_rows": rows}
 
 
-CHILDREN = {"tierlake": child_tierlake, "incremental": child_tierlake,
+CHILDREN = {"tierlake": child_tierlake, "tierlake-table": child_tierlake_table,
+            "incremental-recent": child_tierlake, "incremental-spread": child_tierlake,
             "pandas": child_pandas, "dlt": child_dlt}
 
 
@@ -168,7 +180,7 @@ def measure(method: str, url: str, out: Path, log: Path) -> dict[str, Any]:
     result.update(method=method, peak_mb=round(usage.ru_maxrss / 1024, 1), floor_mb=floor_mb,
                   rows_per_s=round(result["rows"] / result["seconds"]),
                   total_rows_per_s=round(result["total_rows"] / result["seconds"]))
-    print(f"  {method:<12} {result['seconds']:8.2f} s  {result['rows_per_s']:>10,} rows/s  "
+    print(f"  {method:<18} {result['seconds']:8.2f} s  {result['rows_per_s']:>10,} rows/s  "
           f"peak {result['peak_mb']:7.1f} MB (tree {result['tree_peak_mb']:.1f} MB)", flush=True)
     return result
 
@@ -193,10 +205,10 @@ def build(url: str, rows: int) -> float:
     return time.perf_counter() - began
 
 
-def touch(url: str, fraction: float) -> int:
+def touch(url: str, fraction: float, shape: str) -> int:
     code = ("import sys; sys.path.insert(0, sys.argv[1]); from pipeline_data import "
-            "touch_order_lines as t; print(t(sys.argv[2], float(sys.argv[3])))")
-    out = subprocess.run([sys.executable, "-c", code, str(HERE), url, str(fraction)],
+            "touch_order_lines as t; print(t(sys.argv[2], float(sys.argv[3]), sys.argv[4]))")
+    out = subprocess.run([sys.executable, "-c", code, str(HERE), url, str(fraction), shape],
                          check=True, capture_output=True, text=True,
                          env=dict(os.environ, PYTHONPATH=str(ROOT / "src")))
     return int(out.stdout.split()[-1])
@@ -215,11 +227,12 @@ def bench_backend(backend: str, rows: int, methods: list[str], stack: ExitStack,
         if method != "tierlake":
             shutil.rmtree(target, ignore_errors=True)  # keep disk use bounded
     if "tierlake" in methods and "error" not in out["methods"]["tierlake"]:
-        changed = touch(url, 0.01)
-        print(f"  updated_at = now on {changed:,} order lines (1%)", flush=True)
-        inc = measure("incremental", url, work / f"{backend}-tierlake", log)
-        inc["changed_rows"] = changed
-        out["methods"]["incremental"] = inc
+        for shape in ("recent", "spread"):
+            changed = touch(url, 0.01, shape)
+            print(f"  updated_at = now on {changed:,} order lines (1%, {shape})", flush=True)
+            inc = measure(f"incremental-{shape}", url, work / f"{backend}-tierlake", log)
+            inc["changed_rows"] = changed
+            out["methods"][f"incremental-{shape}"] = inc
     shutil.rmtree(work / f"{backend}-tierlake", ignore_errors=True)
     if backend == "sqlite":
         Path(url.split("sqlite:///", 1)[1]).unlink(missing_ok=True)
@@ -233,22 +246,28 @@ def ratio(a: dict[str, Any], b: dict[str, Any], key: str) -> str:
 
 
 def report(results: dict[str, Any]) -> None:
-    print("\nbackend  method       rows        seconds   rows/s     all rows/s  peak MB  tree MB"
+    print("\nbackend  method             rows        seconds   rows/s     all rows/s  peak MB  tree MB"
           "  tierlake rows/s ÷ this   this tree peak ÷ tierlake's")
     for backend, res in results["backends"].items():
         ours = res["methods"].get("tierlake", {"error": "not run"})
         for method, m in res["methods"].items():
             if "error" in m:
-                print(f"{backend:<8} {method:<12} ERROR {m['error'][:300]}")
+                print(f"{backend:<8} {method:<18} ERROR {m['error'][:300]}")
                 continue
-            print(f"{backend:<8} {method:<12} {m['rows']:>10,}  {m['seconds']:8.2f}  "
+            print(f"{backend:<8} {method:<18} {m['rows']:>10,}  {m['seconds']:8.2f}  "
                   f"{m['rows_per_s']:>10,} {m['total_rows_per_s']:>10,}  {m['peak_mb']:8.1f} "
                   f"{m['tree_peak_mb']:8.1f}  {ratio(ours, m, 'rows_per_s'):>10}   "
                   f"{ratio(m, ours, 'tree_peak_mb'):>10}")
-        inc = res["methods"].get("incremental")
-        if inc and "error" not in inc and "error" not in ours:
-            print(f"{backend:<8} incremental / full time = "
-                  f"{inc['seconds'] / ours['seconds'] * 100:.1f}%")
+        table = res["methods"].get("tierlake-table", {"error": "not run"})
+        for anchor in ("pandas", "dlt"):
+            if anchor in res["methods"]:
+                print(f"{backend:<8} order_lines alone: tierlake ÷ {anchor} rows/s = "
+                      f"{ratio(table, res['methods'][anchor], 'rows_per_s')}")
+        for shape in ("recent", "spread"):
+            inc = res["methods"].get(f"incremental-{shape}")
+            if inc and "error" not in inc and "error" not in ours:
+                print(f"{backend:<8} incremental ({shape}) / full time = "
+                      f"{inc['seconds'] / ours['seconds'] * 100:.1f}%")
     flat = results.get("flatness")
     if flat:
         print(f"memory flatness (sqlite, tierlake): {flat['small_rows']:,} rows "
@@ -264,8 +283,9 @@ def main() -> None:
     parser.add_argument("--backends", default="sqlite,mariadb", help="sqlite,mariadb")
     parser.add_argument("--mariadb-rows", type=int, default=0,
                         help="order lines for MariaDB (default: --rows)")
-    parser.add_argument("--methods", default="tierlake,pandas,dlt",
-                        help="subset of tierlake,pandas,dlt (incremental follows tierlake)")
+    parser.add_argument("--methods", default="tierlake,tierlake-table,pandas,dlt",
+                        help="subset of tierlake,tierlake-table,pandas,dlt (the incremental "
+                        "runs follow tierlake)")
     parser.add_argument("--small-rows", type=int, default=1_000_000,
                         help="SQLite store for memory flatness (0: skip)")
     parser.add_argument("--workdir", default=None, help="scratch directory (default: a temp)")

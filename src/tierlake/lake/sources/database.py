@@ -183,17 +183,21 @@ class DatabaseSource(Source):
             else:
                 reader = reads.read_many(self._cx_url, queries, self.batch_rows,
                                          self.parallel_reads)
-        except Exception as exc:
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # ConnectorX's Rust panics are BaseExceptions
             raise self._read_error(exc, table) from exc
         return pa.RecordBatchReader.from_batches(reader.schema, self._checked(reader, table))
 
     def _checked(self, reader: pa.RecordBatchReader, table: str) -> Iterator[pa.RecordBatch]:
         try:
             yield from reader
-        except Exception as exc:
+        except (KeyboardInterrupt, SystemExit, GeneratorExit):
+            raise
+        except BaseException as exc:  # ConnectorX's Rust panics are BaseExceptions
             raise self._read_error(exc, table) from exc
 
-    def _read_error(self, exc: Exception, table: str) -> Exception:
+    def _read_error(self, exc: BaseException, table: str) -> Exception:
         text = str(exc).lower()
         if any(s in text for s in ("connect", "refused", "unable to open", "timed out",
                                    "no such host", "name or service", "reader process")):

@@ -37,13 +37,17 @@ try:
             reader = reads.read_many(ask["url"], ask["queries"], ask["batch_rows"],
                                      ask["parallel"])
             schema = reader.schema
-        except Exception as exc:
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # ConnectorX's Rust panics are BaseExceptions
             reader, schema = None, pa.schema([], metadata={"error": str(exc)})
         with pa.ipc.new_stream(out, schema) as stream:
             try:
                 for batch in reader or ():
                     stream.write_batch(batch)
-            except Exception as exc:  # a failure mid-stream is said, never a clean end
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:  # a failure mid-stream is said, never a clean end
                 stream.write_batch(pa.RecordBatch.from_pylist([], schema=schema),
                                    custom_metadata={"error": str(exc)})
         out.flush()
