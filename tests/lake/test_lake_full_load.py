@@ -15,6 +15,7 @@ from tierlake.data.db import Database
 from tierlake.lake import ExtractConfig, ExtractError, Lake, extract
 from tierlake.lake.sources.database import DatabaseSource
 from tierlake.lake.sources.reads import MAX_RANGES, key_ranges
+from tierlake.lake.store import WriteTarget
 
 SMALL_BATCHES = ExtractConfig(batch_rows=25, parallel_reads=2, events_dir=None)
 
@@ -95,3 +96,26 @@ def test_a_read_failing_halfway_commits_neither_raw_nor_current(
     assert lake.table("raw", "db/order_lines") is None, "half a table was committed to raw"
     assert lake.table("current", "order_lines") is None, "half a table in current"
     assert_current_matches(db, lake, ["orders", "products", "customers"])  # the others went
+
+
+@pytest.mark.timeout(120)
+def test_one_stream_into_two_tables_completes_and_matches(lake: Lake) -> None:
+    """Many batches from a fast producer into two writers at once (a tee that waited on
+    one writer's full queue while the other waited on its empty one once hung here)."""
+    n = 20_000
+
+    def batches():  # type: ignore[no-untyped-def]
+        for i in range(150):
+            ids = pa.array(range(i * n, (i + 1) * n), pa.int64())
+            yield pa.record_batch([ids, pc.cast(ids, pa.string())], names=["id", "name"])
+
+    schema = pa.schema([("id", pa.int64()), ("name", pa.string())])
+    reader = pa.RecordBatchReader.from_batches(schema, batches())
+    versions = lake.write_many(reader, [
+        WriteTarget("raw", "db/tee", ["id", "name"]),
+        WriteTarget("current", "tee", ["id"], mode="overwrite")])
+    assert versions == [0, 0]
+    raw, cur = lake.read_arrow("raw", "db/tee"), lake.read_arrow("current", "tee")
+    assert raw.num_rows == cur.num_rows == 150 * n
+    assert cur.column_names == ["id"]
+    assert pc.sum(cur["id"]).as_py() == sum(range(150 * n))

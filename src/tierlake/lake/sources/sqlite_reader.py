@@ -14,6 +14,7 @@ file path, so it does not import the rest of tierlake), ranged reads in parallel
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -87,9 +88,13 @@ class SQLiteReader:
 
     def _child(self) -> subprocess.Popen[bytes]:
         if self._proc is None or self._proc.poll() is not None:
+            # Reader threads allocate what the main thread frees: with glibc's default of
+            # one malloc arena per thread the freed memory is not reused, and RSS grows
+            # with the table; two arenas keep it flat (docs/benchmarks.md).
+            env = {**os.environ, "MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2")}
             self._proc = subprocess.Popen(
                 [sys.executable, "-c", _CHILD, reads.__file__], stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE)
+                stdout=subprocess.PIPE, env=env)
         return self._proc
 
     def _drain(self) -> None:
