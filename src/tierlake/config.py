@@ -112,6 +112,14 @@ class Settings(BaseSettings):
     spark_master: str = Field(
         "local[*]", description="Spark master URL when `engine` is `spark`."
     )
+    spark_driver_memory: str = Field(
+        "4g",
+        pattern=r"^[0-9]+[kmgt]?$",
+        description=(
+            "Heap of the Spark driver (`spark.driver.memory`; with a `local` master also the "
+            "executors'). Raise it if Spark runs out of memory on a large store."
+        ),
+    )
     pipeline_interval_seconds: float = Field(
         300.0,
         ge=0,

@@ -40,13 +40,13 @@ def job_inputs(lake: Any, names: set[str]) -> dict[str, list[str]]:
     return inputs
 
 
-def make_engine(name: str, master: str, lake: Any) -> Any:
+def make_engine(name: str, master: str, lake: Any, driver_memory: str = "4g") -> Any:
     """The job engine; on an S3 lake it reads the files through the lake's filesystem."""
     from tierlake.analytics.engines import create_engine
 
     options: dict[str, Any] = {"filesystem": lake.filesystem()} if lake.is_s3 else {}
     if name == "spark":
-        options["master"] = master
+        options.update(master=master, driver_memory=driver_memory)
     return create_engine(name, **options)
 
 
@@ -71,7 +71,8 @@ def run_pipeline(settings: Settings, *, engine: str | None = None, master: str |
         if jobs:
             needed = {name for job in JOBS for name in job.inputs}
             inputs = job_inputs(lake, needed)
-            eng = make_engine(engine_name, master or settings.spark_master, lake)
+            eng = make_engine(engine_name, master or settings.spark_master, lake,
+                              settings.spark_driver_memory)
             try:
                 info.jobs = run_jobs(
                     eng, inputs, progress=progress,
