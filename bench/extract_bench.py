@@ -246,8 +246,8 @@ def ratio(a: dict[str, Any], b: dict[str, Any], key: str) -> str:
 
 
 def report(results: dict[str, Any]) -> None:
-    print("\nbackend  method             rows        seconds   rows/s     all rows/s  peak MB  tree MB"
-          "  tierlake rows/s ÷ this   this tree peak ÷ tierlake's")
+    print("\nbackend  method             rows        seconds   rows/s     all rows/s  peak MB"
+          "  tree MB  tierlake rows/s ÷ this   this tree peak ÷ tierlake's")
     for backend, res in results["backends"].items():
         ours = res["methods"].get("tierlake", {"error": "not run"})
         for method, m in res["methods"].items():
