@@ -5,7 +5,7 @@ Decisions (made once, kept here):
 * Table format: Delta Lake through ``deltalake`` (delta-rs). A write is one atomic commit
   (a new ``_delta_log/NNN.json``): readers see the table before or after it, never half.
   Appends use ``schema_mode="merge"``, so a new source column appears without a manual
-  step. Parquet is compressed with zstd, in row groups of 128k rows and files of ~32 MiB
+  step. Parquet is compressed with zstd, in row groups of 128k rows and files of ~16 MiB
   (bounded memory per writer; small enough that a MERGE rewrites few files).
 * A writer's progress (a watermark) is committed *with* its data, in the same commit:
   ``CommitProperties(custom_metadata=..., app_transactions=[Transaction(app_id, version)])``.
@@ -49,6 +49,7 @@ from deltalake.exceptions import DeltaError, TableNotFoundError
 
 from tierlake.errors import TierlakeError
 from tierlake.lake.errors import LakeError, LakeUnavailableError
+from tierlake.lake.files import FileWrite, arrow_filesystem, can_write, commit, same_schema
 
 ZONES = ("raw", "current", "curated")
 LAYOUT: tuple[tuple[str, str, str], ...] = (
@@ -105,6 +106,11 @@ class Lake:
     # Files of ~32 MiB also keep a MERGE of recent changes to the few files it touches.
     writer_properties = WriterProperties(compression="ZSTD", max_row_group_size=128 * 1024)
     target_file_size = 16 * 1024 * 1024
+
+    @property
+    def table_configuration(self) -> dict[str, str]:
+        # kept by each table, so its MERGEs (current/) write files of this size too
+        return {"delta.targetFileSize": str(self.target_file_size)}
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -184,6 +190,11 @@ class Lake:
         uri = self.uri(zone, name)
         if mode not in ("append", "overwrite"):
             raise ValueError(f"mode must be 'append' or 'overwrite', not {mode!r}")
+        if isinstance(data, pa.RecordBatchReader) and not partition_by and can_write(data.schema):
+            with self.translate_errors("write", uri):
+                existing = self.table(zone, name)
+                if existing is None or same_schema(existing, data.schema) or mode == "overwrite":
+                    return self._write_files(uri, existing, data, mode, metadata, watermark)
         failures: list[BaseException] = []  # raised by the data's producer, while streamed
         if isinstance(data, pa.RecordBatchReader):
             data = pa.RecordBatchReader.from_batches(data.schema, _capture(data, failures))
@@ -195,8 +206,7 @@ class Lake:
                     storage_options=self.storage_options,
                     writer_properties=self.writer_properties,
                     target_file_size=self.target_file_size,
-                    # kept by the table, so its MERGEs (current/) write files of this size too
-                    configuration={"delta.targetFileSize": str(self.target_file_size)},
+                    configuration=self.table_configuration,
                     commit_properties=self.commit_properties(metadata, watermark),
                 )
             except Exception:
@@ -204,6 +214,25 @@ class Lake:
                     raise failures[0] from None
                 raise
             return DeltaTable(uri, storage_options=self.storage_options).version()
+
+    def _write_files(self, uri: str, existing: DeltaTable | None, data: pa.RecordBatchReader,
+                     mode: str, metadata: dict[str, str] | None,
+                     watermark: tuple[str, int] | None) -> int:
+        """A stream as Parquet files written here, then one commit (see ``files.py``)."""
+        fs, root = arrow_filesystem(self.root, self.storage_options)
+        write = FileWrite(fs, root + uri.removeprefix(self.root), data.schema,
+                          self.target_file_size)
+        if not self.is_s3:
+            Path(write.path).mkdir(parents=True, exist_ok=True)
+        write.write(iter(data))
+        try:
+            commit(uri, existing, write, mode=mode, storage_options=self.storage_options,
+                   configuration=self.table_configuration,
+                   commit_properties=self.commit_properties(metadata, watermark))
+        except BaseException:
+            write.discard()
+            raise
+        return DeltaTable(uri, storage_options=self.storage_options).version()
 
     def write_many(self, data: pa.RecordBatchReader, targets: list[WriteTarget]) -> list[int]:
         """Write one stream into several tables, reading it once; their new versions.
