@@ -24,6 +24,7 @@ import pyarrow.dataset as ds
 from deltalake import DeltaTable
 from deltalake.schema import Field
 
+from tierlake.lake.files import writer_properties
 from tierlake.lake.store import Lake, WriteTarget
 
 META = ("_op", "_extracted_at", "_batch")
@@ -142,7 +143,7 @@ def _merge(lake: Lake, cur: DeltaTable, source: pa.Table, pk: list[str], version
         # not streaming them lets delta-rs prune target files by the changes' key range and
         # plan the join on a known size, ~3x faster than streamed (docs/benchmarks.md).
         cur.merge(source, on, source_alias="s", target_alias="t", streamed_exec=False,
-                  writer_properties=lake.writer_properties,
+                  writer_properties=writer_properties(pa.schema(cur.schema().to_arrow())),
                   commit_properties=lake.commit_properties(meta, watermark))
         .when_matched_delete(predicate=f"s._op = 'd'{older}")
         .when_matched_update(updates=values, predicate=f"s._op = 'u'{newer}")

@@ -41,7 +41,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
-from deltalake import DeltaTable
+from deltalake import ColumnProperties, DeltaTable, WriterProperties
 from deltalake import Schema as DeltaSchema
 from deltalake.transaction import AddAction, CommitProperties, create_table_with_add_actions
 
@@ -60,6 +60,29 @@ def _plain(t: pa.DataType) -> bool:
         or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_date32(t)
         or pa.types.is_decimal128(t)
         or (pa.types.is_timestamp(t) and t.unit == "us" and t.tz in ("UTC", "+00:00")))
+
+
+# Encodings (measured on 5M order lines, zstd: 3.3 s and 80 MB with pyarrow's defaults,
+# 1.2 s and 50 MB with these): dictionary pages pay for repeated text (names, statuses);
+# integers, dates and times, mostly keys, amounts and clocks that climb, take
+# DELTA_BINARY_PACKED (read by DuckDB, Spark >= 3.3 and delta-rs) instead of dictionaries
+# that overflow and are dropped in every row group.
+def _dictionary(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)
+
+
+def _delta_packed(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_timestamp(t) or pa.types.is_date32(t)
+
+
+def writer_properties(schema: pa.Schema, row_group_rows: int | None = None) -> WriterProperties:
+    """delta-rs writer settings with the same encodings, for what delta-rs writes (MERGE)."""
+    columns = {
+        f.name: ColumnProperties(dictionary_enabled=False, encoding="DELTA_BINARY_PACKED")
+        if _delta_packed(f.type) else ColumnProperties(dictionary_enabled=_dictionary(f.type))
+        for f in schema}
+    return WriterProperties(compression="ZSTD", column_properties=columns,
+                            max_row_group_size=row_group_rows or ROW_GROUP_ROWS)
 
 
 def arrow_filesystem(root: str, storage_options: dict[str, str] | None) -> tuple[Any, str]:
@@ -94,16 +117,9 @@ class FileWrite:
         self._stats_columns = [f.name for f in self.file_schema
                                if not pa.types.is_binary(f.type)]
         self._file: _File | None = None  # the file being written
-        # Encodings (measured on 5M order lines, zstd: 3.3 s and 80 MB with pyarrow's
-        # defaults, 1.2 s and 50 MB with these): dictionary pages pay for repeated text
-        # (names, statuses); integers, dates and times, mostly keys, amounts and clocks that
-        # climb, take DELTA_BINARY_PACKED (read by DuckDB, Spark >= 3.3 and delta-rs) instead
-        # of dictionaries that overflow and are dropped in every row group.
-        self.dictionary_columns = [f.name for f in self.file_schema
-                                   if pa.types.is_string(f.type) or pa.types.is_binary(f.type)]
+        self.dictionary_columns = [f.name for f in self.file_schema if _dictionary(f.type)]
         self.delta_columns = {f.name: "DELTA_BINARY_PACKED" for f in self.file_schema
-                              if pa.types.is_integer(f.type) or pa.types.is_timestamp(f.type)
-                              or pa.types.is_date32(f.type)}
+                              if _delta_packed(f.type)}
 
     def write(self, batches: Iterator[pa.RecordBatch]) -> None:
         """Write every batch; on failure delete what was written and raise."""

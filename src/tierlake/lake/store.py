@@ -4,9 +4,11 @@ Decisions (made once, kept here):
 
 * Table format: Delta Lake through ``deltalake`` (delta-rs). A write is one atomic commit
   (a new ``_delta_log/NNN.json``): readers see the table before or after it, never half.
-  Appends use ``schema_mode="merge"``, so a new source column appears without a manual
-  step. Parquet is compressed with zstd, in row groups of 128k rows and files of ~16 MiB
-  (bounded memory per writer; small enough that a MERGE rewrites few files).
+  Streams are written as Parquet by pyarrow and committed in one transaction
+  (:mod:`tierlake.lake.files`: zstd, row groups of 128k rows, files of ~8 MiB: bounded
+  memory per writer, and small enough that a MERGE rewrites few files); partitioned writes
+  and appends with a new column go through ``write_deltalake`` with
+  ``schema_mode="merge"``, so a new source column appears without a manual step.
 * A writer's progress (a watermark) is committed *with* its data, in the same commit:
   ``CommitProperties(custom_metadata=..., app_transactions=[Transaction(app_id, version)])``.
   ``DeltaTable.transaction_version(app_id)`` reads it back.
@@ -44,12 +46,19 @@ from typing import Any, Literal
 from urllib.parse import urlparse
 
 import pyarrow as pa
-from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import DeltaError, TableNotFoundError
 
 from tierlake.errors import TierlakeError
 from tierlake.lake.errors import LakeError, LakeUnavailableError
-from tierlake.lake.files import FileWrite, arrow_filesystem, can_write, commit, same_schema
+from tierlake.lake.files import (
+    FileWrite,
+    arrow_filesystem,
+    can_write,
+    commit,
+    same_schema,
+    writer_properties,
+)
 
 ZONES = ("raw", "current", "curated")
 LAYOUT: tuple[tuple[str, str, str], ...] = (
@@ -101,11 +110,10 @@ class TableInfo:
 class Lake:
     """The lake at ``url``: a local directory or ``s3://bucket/prefix``."""
 
-    # Bounded writers: a row group and a file are buffered in memory until full, so these
-    # two cap a writer's memory whatever the table's size (measured: docs/benchmarks.md).
-    # Files of ~32 MiB also keep a MERGE of recent changes to the few files it touches.
-    writer_properties = WriterProperties(compression="ZSTD", max_row_group_size=128 * 1024)
-    target_file_size = 16 * 1024 * 1024
+    # Files of ~8 MiB (~900k order lines): a MERGE of recent changes rewrites the newest
+    # file, so its cost follows this size (16 MiB: 12% of a full extract, 8 MiB: 8%, on
+    # 5M lines; docs/benchmarks.md). Row groups are 128k rows (files.ROW_GROUP_ROWS).
+    target_file_size = 8 * 1024 * 1024
 
     @property
     def table_configuration(self) -> dict[str, str]:
@@ -204,7 +212,7 @@ class Lake:
                     uri, data, mode=mode, partition_by=partition_by,
                     schema_mode="merge" if mode == "append" else "overwrite",
                     storage_options=self.storage_options,
-                    writer_properties=self.writer_properties,
+                    writer_properties=writer_properties(data.schema),
                     target_file_size=self.target_file_size,
                     configuration=self.table_configuration,
                     commit_properties=self.commit_properties(metadata, watermark),

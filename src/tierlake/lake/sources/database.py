@@ -134,9 +134,11 @@ class DatabaseSource(Source):
     def extract(self, lake: Lake, *, run_id: str,
                 progress: Progress | None = None) -> list[TableExtractInfo]:
         progress = progress or NoProgress()
-        specs, has_tombstones = self.reflect()
+        if self._sqlite is not None:
+            self._sqlite.start()  # its imports (~0.5 s) overlap the reflection
         self._db = Database(self.db_url, pool_size=1)
         try:
+            specs, has_tombstones = self.reflect()
             return [self._extract_table(lake, spec, run_id, has_tombstones, progress)
                     for spec in specs]
         finally:

@@ -86,6 +86,10 @@ class SQLiteReader:
         self._last = reader
         return pa.RecordBatchReader.from_batches(reader.schema, _checked(reader))
 
+    def start(self) -> None:
+        """Start the child now (it imports pyarrow and ConnectorX before its first answer)."""
+        self._child()
+
     def _child(self) -> subprocess.Popen[bytes]:
         if self._proc is None or self._proc.poll() is not None:
             # Reader threads allocate what the main thread frees: with glibc's default of
