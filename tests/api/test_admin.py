@@ -50,3 +50,17 @@ def test_duplicate_sku_and_unknown_category(api) -> None:
         "sku": "SKU-2", "name": "Other", "category": "nope", "price_cents": 1})
     assert r.status_code == 422
     assert r.json()["error"]["fields"][0]["field"] == "body.category"
+
+
+def test_text_with_nul_is_refused_with_the_field_named(api) -> None:
+    """PostgreSQL cannot store NUL in text: the API says so (422), it never answers 500."""
+    r = api.client.post("/api/v1/admin/categories",
+                        json={"slug": "lamps", "name": "La\x00mps"}, headers=api.admin)
+    assert r.status_code == 422
+    fields = r.json()["error"]["fields"]
+    assert any("name" in f["field"] and "NUL" in f["message"] for f in fields)
+    for url in ("/api/v1/products?q=a%00b", "/api/v1/products?category=x%00",
+                "/api/v1/products/a%00b", "/api/v1/admin/products?q=%00"):
+        assert api.client.get(url, headers=api.admin).status_code == 422, url
+    categories = api.client.get("/api/v1/categories").json()
+    assert "lamps" not in [c["slug"] for c in categories]  # nothing half-written

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Response
 from tierlake.app.deps import DB, CurrentAdmin
 from tierlake.app.routes.ids import ProductId
 from tierlake.app.schemas import (
+    NO_NUL,
     CategoryCreate,
     CategoryPublic,
     ErrorResponse,
@@ -28,7 +29,7 @@ ERRORS = {404: {"model": ErrorResponse}, 409: {"model": ErrorResponse}}
 @router.get("/products", response_model=Page[ProductPublic])
 def list_products(
     db: DB, _: CurrentAdmin,
-    q: Annotated[str | None, Query(max_length=200)] = None,
+    q: Annotated[str | None, Query(max_length=200, pattern=NO_NUL)] = None,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     page_size: Annotated[int, Query(ge=1, le=100)] = 50,
     include_retired: bool = True,

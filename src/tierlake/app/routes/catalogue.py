@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from tierlake.app.deps import DB
-from tierlake.app.schemas import CategoryPublic, ErrorResponse, Page, ProductPublic
+from tierlake.app.schemas import NO_NUL, CategoryPublic, ErrorResponse, Page, ProductPublic
 from tierlake.app.services import catalogue
 from tierlake.app.services.catalogue import Sort
 
@@ -28,8 +28,10 @@ def list_categories(db: DB) -> list[CategoryPublic]:
 @router.get("/products", response_model=Page[ProductPublic], responses=NOT_FOUND)
 def list_products(
     db: DB,
-    category: Annotated[str | None, Query(max_length=80, description="Category slug.")] = None,
-    q: Annotated[str | None, Query(max_length=200, description="Words to search for.")] = None,
+    category: Annotated[str | None, Query(max_length=80, description="Category slug.",
+                                          pattern=NO_NUL)] = None,
+    q: Annotated[str | None, Query(max_length=200, description="Words to search for.",
+                                   pattern=NO_NUL)] = None,
     page: PageNo = 1,
     page_size: PageSize = 24,
     sort: Sort = "relevance",
@@ -42,7 +44,8 @@ def list_products(
 
 @router.get("/products/{ref}", response_model=ProductPublic, responses=NOT_FOUND)
 def read_product(
-    db: DB, ref: Annotated[str, Path(max_length=160, description="Product id or slug.")]
+    db: DB,
+    ref: Annotated[str, Path(max_length=160, description="Product id or slug.", pattern=NO_NUL)],
 ) -> ProductPublic:
     """One product by id or slug (retired products too, marked `active: false`)."""
     with db.read() as s:
