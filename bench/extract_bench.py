@@ -11,7 +11,12 @@ is built once; then each method runs in its OWN subprocess (a fresh interpreter)
   filesystem destination as Parquet;
 * ``incremental-recent``: the newest 1% of order lines get ``updated_at = now`` (how a store
   changes); tierlake's next run on the lake of its full run; then ``incremental-spread``:
-  every 100th line (the worst case: every file of the table holds a changed row);
+  every 100th line (the worst case: every file of the table holds a changed row). Both
+  with the default ``compact_ratio`` (0.1): the changes are logged, not merged;
+* ``scan-logged``: DuckDB reads ``order_lines`` as the jobs do (base + log applied) and
+  sums it; ``compact``: ``tierlake pipeline compact`` merges the log; ``scan-merged``: the
+  same scan after it; ``incremental-merged``: every 100th line again, merged by the run
+  itself (``compact_ratio=0``, copy-on-write: what a run cost before merge-on-read);
 * ``tierlake`` again on a ``--small-rows`` SQLite store, for memory flatness.
 
 Wall time is measured inside the child around the work only (imports and engine creation
@@ -88,7 +93,8 @@ class TreeSampler:
         self._thread.join()
 
 
-def child_tierlake(url: str, out: Path, only: str | None = None) -> dict[str, Any]:
+def child_tierlake(url: str, out: Path, only: str | None = None,
+                   compact_ratio: float = 0.1) -> dict[str, Any]:
     from tierlake.lake.extract import DEFAULT_EXCLUDE, ExtractConfig, extract
     from tierlake.lake.sources.database import DatabaseSource
     from tierlake.lake.store import Lake
@@ -98,7 +104,7 @@ def child_tierlake(url: str, out: Path, only: str | None = None) -> dict[str, An
         exclude += tuple(t for t in DatabaseSource(url).list_tables() if t != only)
     lake = Lake(str(out))
     config = ExtractConfig(lookback_seconds=300, batch_rows=100_000, parallel_reads=2,
-                           exclude=exclude, events_dir=None)
+                           exclude=exclude, events_dir=None, compact_ratio=compact_ratio)
     began = time.perf_counter()
     info = extract(url, lake, config, progress=False)
     seconds = time.perf_counter() - began
@@ -107,6 +113,45 @@ def child_tierlake(url: str, out: Path, only: str | None = None) -> dict[str, An
 
 def child_tierlake_table(url: str, out: Path) -> dict[str, Any]:
     return child_tierlake(url, out, only="order_lines")
+
+
+def child_incremental_merged(url: str, out: Path) -> dict[str, Any]:
+    return child_tierlake(url, out, compact_ratio=0.0)
+
+
+def child_compact(url: str, out: Path) -> dict[str, Any]:
+    from tierlake.lake.store import Lake
+    from tierlake.pipeline.run import compact_lake
+
+    lake = Lake(str(out))
+    began = time.perf_counter()
+    done = compact_lake(lake)
+    seconds = time.perf_counter() - began
+    rows = sum(c.merged for c in done)
+    return {"seconds": seconds, "rows": rows, "total_rows": rows}
+
+
+def child_scan(url: str, out: Path) -> dict[str, Any]:
+    """order_lines as the jobs read it (DuckDB; the log applied if any), summed."""
+    import ibis
+
+    from tierlake.analytics.engines.duckdb import DuckDBEngine
+    from tierlake.analytics.jobs import JOBS
+    from tierlake.analytics.runner import _load
+    from tierlake.lake.store import Lake
+    from tierlake.pipeline.run import job_inputs
+
+    lake = Lake(str(out))
+    with DuckDBEngine() as engine:
+        began = time.perf_counter()
+        inputs = job_inputs(lake, {"order_lines"})
+        lines = _load(engine, JOBS[0], "order_lines", inputs)
+        result = engine.execute(lines.aggregate(n=ibis._.count(),
+                                                total=ibis._.line_total_cents.sum()))
+        seconds = time.perf_counter() - began
+    rows = result["n"][0].as_py()
+    return {"seconds": seconds, "rows": rows, "total_rows": rows,
+            "logged": type(inputs["order_lines"]).__name__ == "LoggedTable"}
 
 
 def child_pandas(url: str, out: Path) -> dict[str, Any]:
@@ -144,6 +189,8 @@ def child_dlt(url: str, out: Path) -> dict[str, Any]:
 
 CHILDREN = {"tierlake": child_tierlake, "tierlake-table": child_tierlake_table,
             "incremental-recent": child_tierlake, "incremental-spread": child_tierlake,
+            "incremental-merged": child_incremental_merged, "compact": child_compact,
+            "scan-logged": child_scan, "scan-merged": child_scan,
             "pandas": child_pandas, "dlt": child_dlt}
 
 
@@ -227,12 +274,17 @@ def bench_backend(backend: str, rows: int, methods: list[str], stack: ExitStack,
         if method != "tierlake":
             shutil.rmtree(target, ignore_errors=True)  # keep disk use bounded
     if "tierlake" in methods and "error" not in out["methods"]["tierlake"]:
-        for shape in ("recent", "spread"):
-            changed = touch(url, 0.01, shape)
-            print(f"  updated_at = now on {changed:,} order lines (1%, {shape})", flush=True)
-            inc = measure(f"incremental-{shape}", url, work / f"{backend}-tierlake", log)
-            inc["changed_rows"] = changed
-            out["methods"][f"incremental-{shape}"] = inc
+        lake = work / f"{backend}-tierlake"
+        for step in ("recent", "spread", "scan-logged", "compact", "scan-merged", "merged"):
+            if step in ("recent", "spread", "merged"):
+                shape = "spread" if step == "merged" else step
+                changed = touch(url, 0.01, shape)
+                print(f"  updated_at = now on {changed:,} order lines (1%, {shape})", flush=True)
+                out["methods"][f"incremental-{step}"] = measure(f"incremental-{step}", url,
+                                                                lake, log)
+                out["methods"][f"incremental-{step}"]["changed_rows"] = changed
+            else:
+                out["methods"][step] = measure(step, url, lake, log)
     shutil.rmtree(work / f"{backend}-tierlake", ignore_errors=True)
     if backend == "sqlite":
         Path(url.split("sqlite:///", 1)[1]).unlink(missing_ok=True)
@@ -263,11 +315,16 @@ def report(results: dict[str, Any]) -> None:
             if anchor in res["methods"]:
                 print(f"{backend:<8} order_lines alone: tierlake ÷ {anchor} rows/s = "
                       f"{ratio(table, res['methods'][anchor], 'rows_per_s')}")
-        for shape in ("recent", "spread"):
-            inc = res["methods"].get(f"incremental-{shape}")
+        for step in ("incremental-recent", "incremental-spread", "compact",
+                     "incremental-merged"):
+            inc = res["methods"].get(step)
             if inc and "error" not in inc and "error" not in ours:
-                print(f"{backend:<8} incremental ({shape}) / full time = "
+                print(f"{backend:<8} {step} / full time = "
                       f"{inc['seconds'] / ours['seconds'] * 100:.1f}%")
+        scans = [res["methods"].get(f"scan-{k}") for k in ("logged", "merged")]
+        if all(s and "error" not in s for s in scans):
+            print(f"{backend:<8} scan of order_lines with the log ÷ merged = "
+                  f"{scans[0]['seconds'] / scans[1]['seconds']:.2f}")  # type: ignore[index]
     flat = results.get("flatness")
     if flat:
         print(f"memory flatness (sqlite, tierlake): {flat['small_rows']:,} rows "

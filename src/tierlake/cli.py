@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from contextlib import contextmanager
@@ -242,15 +243,41 @@ def pipeline_jobs(engine: EngineOpt = None, master: MasterOpt = None,
     _pipeline(engine=engine, master=master, extract=False, jobs=True, progress=progress)
 
 
+@pipeline_app.command("compact")
+def pipeline_compact() -> None:
+    """Merge every change waiting in the lake's log into its current/ table now.
+
+    Extracts leave small changes in raw/ (readers apply them) and merge once they reach
+    TIERLAKE_EXTRACT_COMPACT_RATIO of a table; this merges them whatever their size.
+    """
+    from tierlake.lake.store import Lake
+    from tierlake.pipeline.report import print_compaction
+    from tierlake.pipeline.run import compact_lake
+
+    settings = _settings("pipeline")
+    print_compaction(out, compact_lake(Lake(settings.resolved_lake_url)))
+
+
 @pipeline_app.command("status")
 def pipeline_status() -> None:
-    """Each lake table's version, rows and freshness, and the last run's outcome."""
+    """Each lake table's version, rows, changes not merged yet and freshness, and the last
+    run's outcome."""
+    from tierlake.lake import current
     from tierlake.lake.store import Lake
     from tierlake.pipeline.report import print_status
     from tierlake.pipeline.status import read_status
 
     settings = _settings()
-    print_status(out, Lake(settings.resolved_lake_url).list_tables(), read_status(settings))
+    lake = Lake(settings.resolved_lake_url)
+    tables, pending = [], {}
+    for t in lake.list_tables():
+        todo = current.pending(lake, t.name) if t.zone == "current" else None
+        if todo is not None and todo.paths:  # rows as readers see them, changes applied
+            pending[t.name] = todo.rows
+            t = dataclasses.replace(t, rows=current.read_keys(
+                lake, t.name, todo.key(t.name), versioned=todo.versioned).num_rows)
+        tables.append(t)
+    print_status(out, tables, read_status(settings), pending)
 
 
 @app.command()

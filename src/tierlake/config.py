@@ -133,6 +133,15 @@ class Settings(BaseSettings):
             "transaction that committed late (with an older `updated_at`) is not missed."
         ),
     )
+    extract_compact_ratio: float = Field(
+        0.1,
+        ge=0,
+        description=(
+            "Changes are merged into a `current/` table once they reach this share of its "
+            "rows (or 32 extracts have logged some); until then readers apply them "
+            "(merge-on-read). 0 merges on every extract."
+        ),
+    )
     extract_batch_rows: int = Field(
         100_000, ge=1000, description="Rows per batch read from the database (bounds memory)."
     )

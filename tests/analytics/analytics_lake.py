@@ -20,6 +20,8 @@ from sqlalchemy import Boolean, Integer, select
 from tierlake.data import migrate, schema
 from tierlake.data.db import Database
 from tierlake.data.seed import seed_store
+from tierlake.lake import ExtractConfig, extract
+from tierlake.lake import Lake as TierLake
 from tierlake.web.clickstream import ClickEvent, list_delivered
 
 NOW = datetime(2026, 3, 20, 15, 45, tzinfo=UTC)
@@ -103,3 +105,49 @@ def build_lake(root: Path) -> Lake:
              for name in LAKE_TABLES}
     files["clickstream"] = _export_clicks(root / "events", root / "lake")
     return Lake(db, root / "events", files)
+
+
+@dataclass
+class LoggedLake:
+    db: Database
+    lake: TierLake
+    changed: tuple[str, ...]  # the tables whose changes wait in the log
+
+
+def build_logged_lake(root: Path) -> LoggedLake:
+    """A small store extracted into a real lake, then changed (orders' statuses, prices,
+    carts dropped with their items, new customers) and extracted again with the changes
+    left in the log."""
+    db = Database(f"sqlite:///{root / 'store.db'}")
+    migrate.upgrade(db.engine)
+    seed_store(db, products=30, customers=80, orders=600, months=3, seed=11,
+               events_dir=root / "events", admin_email="admin@shop.example",
+               admin_password="admin-secret-1", progress=False, now=NOW)
+    def fill_carts(s):  # type: ignore[no-untyped-def]
+        shoppers = s.scalars(select(schema.Customer.id).order_by(schema.Customer.id).limit(6))
+        for n, customer in enumerate(shoppers):
+            s.add(schema.Cart(customer_id=customer, items=[
+                schema.CartItem(product_id=p, quantity=1 + n % 3) for p in (1 + n, 2 + n)]))
+
+    db.write(fill_carts)
+    lake = TierLake(str(root / "lake"))
+    extract(db.url, lake, ExtractConfig(events_dir=root / "events"))
+
+    def change(s):  # type: ignore[no-untyped-def]
+        for order in s.scalars(select(schema.Order).where(schema.Order.id % 9 == 0)):
+            order.status = "cancelled"
+        for product in s.scalars(select(schema.Product).where(schema.Product.id % 4 == 0)):
+            product.price_cents += 100
+        for cart in s.scalars(select(schema.Cart).order_by(schema.Cart.id).limit(3)):
+            s.delete(cart)  # and its items: tombstones
+        for item in s.scalars(select(schema.CartItem).order_by(schema.CartItem.id.desc())
+                              .limit(2)):
+            item.quantity += 1
+        s.add_all([schema.Customer(email=f"late{i}@example.com", name=f"Late {i}")
+                   for i in range(5)])
+
+    db.write(change)
+    info = extract(db.url, lake, ExtractConfig(events_dir=root / "events",
+                                               compact_ratio=1e9))
+    changed = tuple(t.table for t in info.tables if t.pending)
+    return LoggedLake(db, lake, changed)

@@ -14,11 +14,13 @@ from collections.abc import Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from analytics_lake import Lake
+from analytics_lake import Lake, LoggedLake
+from test_analytics_merge_on_read import assert_same_rows, engine_view
 
 from tierlake.analytics.engines.duckdb import DuckDBEngine
 from tierlake.analytics.jobs import JOBS
 from tierlake.analytics.runner import run_jobs
+from tierlake.lake import current
 
 
 def _missing(message: str) -> None:
@@ -96,3 +98,15 @@ def test_spark_reads_arrow_and_hive_partitioned_inputs(spark: SparkEngine, lake:
     assert sorted(zip(hive["dt"].to_pylist(), hive["x"].to_pylist(), strict=True)) == [
         ("2025-01-01", 1), ("2025-01-01", 2), ("2025-01-02", 1), ("2025-01-02", 2)]
     assert spark.execute(spark.load("plain_t", files)).column_names == ["x"]
+
+
+def test_spark_applies_the_change_log_as_the_lake_does(spark: SparkEngine,
+                                                       logged_lake: LoggedLake) -> None:
+    """Merge-on-read on Spark: each store table with changes not merged yet, as Spark's
+    jobs see it, equals the lake's own view (tests/analytics/test_analytics_merge_on_read)."""
+    assert logged_lake.changed
+    for name in logged_lake.changed:
+        todo = current.pending(logged_lake.lake, name)
+        assert todo is not None
+        assert_same_rows(engine_view(spark, logged_lake, name),
+                         current.read(logged_lake.lake, name), todo.key(name), f"spark {name}")

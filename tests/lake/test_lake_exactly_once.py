@@ -5,8 +5,8 @@ Hypothesis draws the writers' operations (cart lines added and removed, which le
 tombstones; prices, retirements, stock, new customers, dropped carts) and when the extract
 processes are killed. Two writer threads change the store while extract processes (each
 looping ``extract`` until killed) are SIGKILLed one after the other; then a clean extract
-runs and ``current/`` must equal the database row for row, and ``raw/`` must hold each
-change once.
+runs and the current view must equal the database row for row, ``raw/`` must hold each
+change once, and merging every pending change (compaction) must not change the view.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from tierlake.app.schemas import ProductUpdate, StockSet
 from tierlake.app.services import admin, carts
 from tierlake.data.db import Database
 from tierlake.data.schema import Cart, Category, Customer, Inventory, Product, utcnow
-from tierlake.lake import Lake, extract
+from tierlake.lake import ExtractConfig, Lake, current, extract
 
 LOOP = Path(__file__).with_name("lake_extract_loop.py")
 OPS = ("cart_add", "cart_add", "cart_remove", "price", "retire", "stock", "customer",
@@ -45,6 +45,8 @@ operation = st.tuples(st.sampled_from(OPS), st.integers(0, N - 1), st.integers(0
 scenario = st.fixed_dictionaries({
     "writers": st.lists(st.lists(operation, min_size=5, max_size=30), min_size=2, max_size=2),
     "kills_after": st.lists(st.floats(1.0, 4.0), min_size=1, max_size=3),
+    # merge on every run, once changes reach half a table, or never (readers apply them all)
+    "compact_ratio": st.sampled_from([0.0, 0.5, 1e9]),
 })
 
 
@@ -148,7 +150,8 @@ def test_extract_killed_at_random_points_is_exactly_once(
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     with log.open("ab") as out:
         for delay in plan["kills_after"]:
-            proc = subprocess.Popen([sys.executable, str(LOOP), db.url, str(lake_dir)],
+            proc = subprocess.Popen([sys.executable, str(LOOP), db.url, str(lake_dir),
+                                     str(plan["compact_ratio"])],
                                     stdout=out, stderr=subprocess.STDOUT, env=env)
             time.sleep(delay)
             proc.send_signal(signal.SIGKILL)
@@ -161,6 +164,17 @@ def test_extract_killed_at_random_points_is_exactly_once(
     lake = Lake(str(lake_dir))
     event(f"killed extracts left current/ behind raw/ in {_behind(lake)} table(s)")
     event(f"extract runs completed before the kills: {log.read_text().count('run ')}")
-    extract(db.url, lake)  # the clean run: catches up whatever the kills left
+    event(f"compact_ratio {plan['compact_ratio']}")
+    # the clean run: catches up whatever the kills left
+    extract(db.url, lake, ExtractConfig(compact_ratio=plan["compact_ratio"]))
     assert_current_matches(db, lake)
     _assert_raw_holds_each_change_once(db, lake)
+    # One more day of changes on a lake that has a full load (logged, if not merged)
+    _writer(db, plan["writers"][0], customers, products, errors)
+    extract(db.url, lake, ExtractConfig(compact_ratio=plan["compact_ratio"]))
+    assert not errors, errors
+    assert_current_matches(db, lake)
+    for table in LAKE_TABLES:
+        current.compact(lake, table)
+    assert _behind(lake) == 0
+    assert_current_matches(db, lake)

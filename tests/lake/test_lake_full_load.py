@@ -112,10 +112,10 @@ def test_one_stream_into_two_tables_completes_and_matches(lake: Lake) -> None:
     schema = pa.schema([("id", pa.int64()), ("name", pa.string())])
     reader = pa.RecordBatchReader.from_batches(schema, batches())
     versions = lake.write_many(reader, [
-        WriteTarget("raw", "db/tee", ["id", "name"]),
+        WriteTarget("raw", "tee/stream", ["id", "name"]),
         WriteTarget("current", "tee", ["id"], mode="overwrite")])
     assert versions == [0, 0]
-    raw, cur = lake.read_arrow("raw", "db/tee"), lake.read_arrow("current", "tee")
+    raw, cur = lake.read_arrow("raw", "tee/stream"), lake.read_arrow("current", "tee")
     assert raw.num_rows == cur.num_rows == 150 * n
     assert cur.column_names == ["id"]
     assert pc.sum(cur["id"]).as_py() == sum(range(150 * n))

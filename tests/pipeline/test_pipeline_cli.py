@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 import pytest
+from sqlalchemy import select
 
 from tierlake.config import Settings
 from tierlake.data import migrate
 from tierlake.data.db import Database
+from tierlake.data.schema import Order
 from tierlake.data.seed import seed_store
 from tierlake.lake.store import Lake
 from tierlake.pipeline.scheduler import PipelineScheduler
@@ -88,3 +90,42 @@ def test_scheduler_runs_the_pipeline_on_its_interval(store_env: dict[str, str]) 
     finally:
         scheduler.stop()
     assert freshness_seconds(read_status(settings)) < 240
+
+
+def test_small_changes_wait_in_the_log_until_compacted(store_env: dict[str, str]) -> None:
+    """After a few changes the extract only logs them (merge-on-read): the status shows
+    them waiting, the jobs and readers already see them, `pipeline compact` merges them."""
+    assert _tierlake("pipeline", "run", "--no-progress", env=store_env).returncode == 0
+    settings = Settings()
+    db = Database(settings.resolved_database_url)
+    try:
+        def cancel(s):  # type: ignore[no-untyped-def]
+            for order in s.scalars(select(Order).order_by(Order.id).limit(10)):
+                order.status = "cancelled"
+        db.write(cancel)
+    finally:
+        db.dispose()
+    lake = Lake(settings.resolved_lake_url)
+    base_version = lake.table("current", "orders").version()  # type: ignore[union-attr]
+    run = _tierlake("pipeline", "run", "--no-progress", env=store_env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "not merged" in run.stdout
+    assert lake.table("current", "orders").version() == base_version  # type: ignore[union-attr]
+    def statuses() -> dict[int, str]:
+        orders = lake.read_arrow("current", "orders")
+        return dict(zip(orders["id"].to_pylist(), orders["status"].to_pylist(), strict=True))
+
+    logged = statuses()
+    assert len(logged) == 800 and list(logged.values()).count("cancelled") >= 10
+    status = _tierlake("pipeline", "status", env=store_env).stdout
+    orders_line = next(line for line in status.splitlines() if " orders " in line
+                       and "current" in line)
+    assert " 800 " in orders_line and " 10 " in orders_line, orders_line
+
+    compact = _tierlake("pipeline", "compact", env=store_env)
+    assert compact.returncode == 0, compact.stderr[-3000:]
+    assert "orders" in compact.stdout
+    assert lake.table("current", "orders").version() == base_version + 1  # type: ignore[union-attr]
+    assert statuses() == logged
+    again = _tierlake("pipeline", "compact", env=store_env)
+    assert "Nothing to merge" in again.stdout

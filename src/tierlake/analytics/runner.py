@@ -22,9 +22,10 @@ from tierlake.analytics.engines.base import Engine
 from tierlake.analytics.errors import JobError
 from tierlake.analytics.inputs import missing_columns
 from tierlake.analytics.jobs import JOBS, Job, get_job
+from tierlake.analytics.merge_on_read import LoggedTable, apply_log
 
 log = structlog.get_logger(__name__)
-Inputs = Mapping[str, list[str] | pa.Table]
+Inputs = Mapping[str, list[str] | pa.Table | LoggedTable]
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,9 @@ def run_jobs(
 ) -> list[JobInfo]:
     """Run ``jobs`` (default: all of :data:`~tierlake.analytics.jobs.JOBS`) in order.
 
-    ``inputs`` maps a lake table name to its Parquet files (or an Arrow table); only the
-    tables the jobs need are loaded, each once. ``write(name, table)`` gets each result.
+    ``inputs`` maps a lake table name to its Parquet files, an Arrow table, or a
+    :class:`LoggedTable` (files plus a change log to apply); only the tables the jobs need
+    are loaded, each once. ``write(name, table)`` gets each result.
     """
     selected = [get_job(j) if isinstance(j, str) else j for j in (JOBS if jobs is None else jobs)]
     tables: dict[str, ir.Table] = {}
@@ -93,12 +95,23 @@ def _load(engine: Engine, job: Job, name: str, inputs: Inputs) -> ir.Table:
     try:
         if isinstance(source, pa.Table):
             return engine.register_arrow(name, source)
+        if isinstance(source, LoggedTable):
+            return _load_logged(engine, name, source)
         if not source:
             raise ValueError("no files: the lake table is empty or missing")
         return engine.load(name, list(source))
     except Exception as exc:
         raise JobError(job.name, f"cannot load input {name!r} on {engine.name}: {exc}",
                        input=name) from exc
+
+
+def _load_logged(engine: Engine, name: str, source: LoggedTable) -> ir.Table:
+    base = (engine.load(name, list(source.base)) if source.base
+            else engine.register_arrow(name, source.schema.empty_table()))
+    if not source.log:
+        return base
+    log = engine.load(f"{name}__log", list(source.log))
+    return apply_log(base, log, source.key, versioned=source.versioned)
 
 
 def _explain(job: Job, tables: Mapping[str, ir.Table], exc: Exception) -> JobError:

@@ -1,20 +1,34 @@
-"""The ``current`` zone: each database table with its change log applied.
+"""The ``current`` zone: each database table with its change log applied (merge-on-read).
 
-``current/<table>`` is kept by Delta MERGE from ``raw/db/<table>``. Each MERGE commit records
-the raw version it has applied, as the app transaction ``tierlake.current.<table>``, in the
-same commit as the rows. :func:`apply_changes` applies every raw version newer than that, so
-a process killed between the raw commit and the MERGE catches up on its next run, and
-applying twice changes nothing (idempotent):
+A table's current view is ``current/<table>`` (the *base*) with the ``raw/db/<table>``
+versions committed after the one the base has applied (the *pending* changes) applied on
+top. The base's app transaction ``tierlake.current.<table>`` is that raw version, committed
+in the same commit as the rows.
+
+An extract appends the changes to raw and, as long as they are few, stops there: readers
+apply them (:func:`read`, :func:`read_keys`; the jobs through
+:mod:`tierlake.analytics.merge_on_read`). Once the pending rows reach ``compact_ratio`` of
+the base (or :data:`MAX_PENDING_COMMITS` raw commits wait), :func:`apply_changes` MERGEs
+them into the base (*compaction*); ``compact_ratio=0`` merges on every run. A MERGE
+rewrites every file holding a changed row, so changes spread over a table cost a rewrite
+of all of it; logged, they cost their own size (docs/benchmarks.md).
+
+Applying is idempotent and the same whether a reader or the MERGE does it, so compacting
+never changes what readers see:
 
 * the changes are reduced to the latest per primary key, ordered by (``updated_at``, delete
   after upsert, ``_extracted_at``); for tables without ``updated_at`` by ``_extracted_at``;
 * an upsert never replaces a newer row (``s.updated_at >= t.updated_at``) and a delete only
   removes a row not changed after it (``t.updated_at <= s.updated_at``), so re-applying an
   old version, or a delete of a key the database has since reused, does no harm.
+
+A process killed between the raw commit and the MERGE leaves the changes pending: readers
+still see them, and the next compaction merges them.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,15 +38,24 @@ import pyarrow.dataset as ds
 from deltalake import DeltaTable
 from deltalake.schema import Field
 
+from tierlake.lake.errors import LakeError
 from tierlake.lake.files import writer_properties
 from tierlake.lake.store import Lake, WriteTarget
 
 META = ("_op", "_extracted_at", "_batch")
 UPDATED_AT = "updated_at"
+PRIMARY_KEY = "tierlake.primary_key"  # raw commits' metadata: the key, as a JSON list
+# Readers open one file (at least) per raw commit: past this many, merge whatever the ratio.
+MAX_PENDING_COMMITS = 32
 
 
 def applied_app_id(table: str) -> str:
     return f"tierlake.current.{table}"
+
+
+def key_metadata(pk: list[str]) -> dict[str, str]:
+    """The commit metadata naming a raw table's primary key (read back by :func:`pending`)."""
+    return {PRIMARY_KEY: json.dumps(list(pk))}
 
 
 @dataclass
@@ -41,23 +64,105 @@ class ApplyInfo:
     updated: int = 0
     deleted: int = 0
     version: int | None = None  # current's version afterwards
+    pending: int = 0  # raw rows logged and not merged into the base yet
 
 
-def apply_changes(lake: Lake, table: str, pk: list[str], *, versioned: bool) -> ApplyInfo:
-    """Bring ``current/<table>`` up to the latest version of ``raw/db/<table>``."""
+@dataclass(frozen=True)
+class Pending:
+    """The raw changes of one table that its base (``current/``) has not applied."""
+
+    raw: DeltaTable
+    applied: int  # the raw version the base has applied (-1: none)
+    paths: tuple[str, ...]  # raw files (relative paths) committed after it
+    uris: tuple[str, ...]  # the same files as URIs (local paths on a local lake)
+    rows: int
+    pk: list[str] | None  # from the newest raw commit's metadata
+
+    @property
+    def latest(self) -> int:
+        return self.raw.version()
+
+    @property
+    def commits(self) -> int:
+        return self.latest - self.applied
+
+    @property
+    def versioned(self) -> bool:
+        return UPDATED_AT in self.columns
+
+    @property
+    def columns(self) -> list[str]:
+        """The raw table's source columns (without the extract's own)."""
+        return [n for n in pa.schema(self.raw.schema().to_arrow()).names if n not in META]
+
+    def dataset(self) -> ds.FileSystemDataset:
+        whole = self.raw.to_pyarrow_dataset()
+        wanted = set(self.paths)
+        fragments = [f for f in whole.get_fragments() if f.path in wanted]
+        return ds.FileSystemDataset(fragments, whole.schema, whole.format, whole.filesystem)
+
+    def key(self, table: str) -> list[str]:
+        if not self.pk:
+            raise LakeError(f"raw/db/{table} has changes not merged into current/{table} and "
+                            "its commits do not name the primary key; run `tierlake pipeline "
+                            "extract` once more (it merges them)")
+        return self.pk
+
+
+def pending(lake: Lake, table: str, cur: DeltaTable | None = None) -> Pending | None:
+    """The changes ``current/<table>`` has not applied, or None without a raw table."""
     raw = lake.table("raw", f"db/{table}")
     if raw is None:
-        return ApplyInfo()
-    cur = lake.table("current", table)
-    app = applied_app_id(table)
-    applied = (cur.transaction_version(app) if cur is not None else None)
+        return None
+    if cur is None:
+        cur = lake.table("current", table)
+    applied = cur.transaction_version(applied_app_id(table)) if cur is not None else None
     applied = -1 if applied is None else applied
-    latest = raw.version()
-    if latest <= applied:
+    with lake.translate_errors("read the change log of", lake.uri("raw", f"db/{table}")):
+        adds = pa.table(raw.get_add_actions(flatten=True))
+        paths = adds["path"].to_pylist() if adds.num_rows else []
+        uris = list(raw.file_uris())
+        new = set(paths)
+        if applied >= 0 and raw.version() > applied:
+            try:
+                old = DeltaTable(raw.table_uri, version=applied,
+                                 storage_options=lake.storage_options)
+                new -= set(pa.table(old.get_add_actions()).column("path").to_pylist())
+            except Exception:  # noqa: BLE001 - old log gone: all of raw (idempotent)
+                pass
+        elif raw.version() <= applied:
+            new = set()
+        rows = [r for p, r in zip(paths, adds["num_records"].to_pylist() if paths else [],
+                                  strict=True) if p in new]
+        chosen = [(p, u) for p, u in zip(paths, uris, strict=True) if p in new]
+        assert all(u.endswith(p) for p, u in chosen), "raw file URIs out of step with its log"
+        pk = json.loads(raw.history(1)[0].get(PRIMARY_KEY, "null")) if new else None
+    return Pending(raw=raw, applied=applied, paths=tuple(p for p, _ in chosen),
+                   uris=tuple(u for _, u in chosen), rows=int(sum(r or 0 for r in rows)), pk=pk)
+
+
+def base_rows(cur: DeltaTable) -> int:
+    adds = pa.table(cur.get_add_actions(flatten=True))
+    return int(sum(r or 0 for r in adds["num_records"].to_pylist())) if adds.num_rows else 0
+
+
+def apply_changes(lake: Lake, table: str, pk: list[str], *, versioned: bool,
+                  compact_ratio: float = 0.0) -> ApplyInfo:
+    """MERGE the pending changes into ``current/<table>``, unless they are fewer than
+    ``compact_ratio`` of its rows (then readers apply them; see the module docstring)."""
+    cur = lake.table("current", table)
+    todo = pending(lake, table, cur)
+    if todo is None:
+        return ApplyInfo()
+    if not todo.paths:
         return ApplyInfo(version=cur.version() if cur is not None else None)
+    if (cur is not None and compact_ratio > 0 and todo.commits <= MAX_PENDING_COMMITS
+            and todo.rows < compact_ratio * base_rows(cur)):
+        return ApplyInfo(version=cur.version(), pending=todo.rows)
+    latest, app = todo.latest, applied_app_id(table)
     meta = {"tierlake.raw_version": str(latest)}
     with lake.translate_errors("apply changes to", lake.uri("current", table)):
-        changes = _changes_since(lake, raw, applied)
+        changes = todo.dataset()
         columns = [n for n in changes.schema.names if n not in META]
         if cur is None and latest == 0:  # the first full load: stream it, keys are unique
             counted = _Counted(changes.scanner(columns=columns, filter=pc.field("_op") == "u"))
@@ -76,6 +181,15 @@ def apply_changes(lake: Lake, table: str, pk: list[str], *, versioned: bool) -> 
         return ApplyInfo(inserted=metrics["num_target_rows_inserted"],
                          updated=metrics["num_target_rows_updated"],
                          deleted=metrics["num_target_rows_deleted"], version=cur.version())
+
+
+def compact(lake: Lake, table: str) -> ApplyInfo:
+    """MERGE every pending change of ``table`` into ``current/<table>`` now."""
+    todo = pending(lake, table)
+    if todo is None or not todo.paths:
+        cur = lake.table("current", table)
+        return ApplyInfo(version=cur.version() if cur is not None else None)
+    return apply_changes(lake, table, todo.key(table), versioned=todo.versioned)
 
 
 def first_load(table: str, columns: list[str]) -> WriteTarget:
@@ -100,29 +214,56 @@ def latest_per_key(changes: pa.Table, pk: list[str], *, versioned: bool) -> pa.T
     return t.take(last["_i_max"]).drop_columns(["_rank", "_i"])
 
 
+def read(lake: Lake, table: str, columns: list[str] | None = None,
+         where: pc.Expression | None = None) -> pa.Table:
+    """The current view of ``table``: its base with the pending changes applied."""
+    cur = lake.table("current", table)
+    if cur is None:
+        raise LakeError(f"lake table {lake.uri('current', table)} does not exist yet; run "
+                        "`tierlake pipeline extract` first")
+    return _view(lake, table, cur, columns, where)
+
+
 def read_keys(lake: Lake, table: str, pk: list[str], *, versioned: bool,
               where: pc.Expression | None = None) -> pa.Table | None:
-    """Primary keys (and ``updated_at``) of ``current/<table>``, or None if it does not exist."""
+    """Primary keys (and ``updated_at``) of the current view, or None if there is none."""
     cur = lake.table("current", table)
     if cur is None:
         return None
-    columns = [*pk, UPDATED_AT] if versioned else list(pk)
+    return _view(lake, table, cur, [*pk, UPDATED_AT] if versioned else list(pk), where)
+
+
+def _view(lake: Lake, table: str, cur: DeltaTable, columns: list[str] | None,
+          where: pc.Expression | None) -> pa.Table:
     with lake.translate_errors("read", lake.uri("current", table)):
-        return cur.to_pyarrow_dataset().to_table(columns=columns, filter=where)
-
-
-def _changes_since(lake: Lake, raw: DeltaTable, applied: int) -> ds.FileSystemDataset:
-    """The raw rows committed after version ``applied`` (raw is append-only)."""
-    dataset = raw.to_pyarrow_dataset()
-    if applied < 0:
-        return dataset
-    try:
-        old = DeltaTable(raw.table_uri, version=applied, storage_options=lake.storage_options)
-        seen = set(pa.table(old.get_add_actions()).column("path").to_pylist())
-    except Exception:  # noqa: BLE001 - old log gone: re-apply everything (idempotent)
-        return dataset
-    fragments = [f for f in dataset.get_fragments() if f.path not in seen]
-    return ds.FileSystemDataset(fragments, dataset.schema, dataset.format, dataset.filesystem)
+        base = cur.to_pyarrow_dataset()
+        todo = pending(lake, table, cur)
+        if todo is None or not todo.paths:
+            return base.to_table(columns=columns, filter=where)
+        pk = todo.key(table)
+        versioned = todo.versioned
+        guard = [*pk, UPDATED_AT] if versioned else list(pk)
+        names = columns or list(dict.fromkeys([*base.schema.names, *todo.columns]))
+        changes = todo.dataset()
+        logged = set(changes.schema.names)
+        wanted = [c for c in dict.fromkeys([*guard, *names]) if c in logged]
+        win = latest_per_key(changes.to_table(columns=[*wanted, "_op", "_extracted_at"]), pk,
+                             versioned=versioned)
+        if versioned:  # the MERGE's guards: a change older than the base's row loses
+            near = pc.field(pk[0]).isin(win[pk[0]]) if len(pk) == 1 else None
+            newer = base.to_table(columns=guard, filter=near).rename_columns(
+                [*pk, "_base_at"]).join(win.select(guard), keys=pk, join_type="inner")
+            newer = newer.filter(pc.greater(newer["_base_at"], newer[UPDATED_AT])).select(pk)
+            win = win.join(newer, keys=pk, join_type="left anti")
+        # (base - changed keys) + upserts, filtered: the same as filtering the whole view
+        kept = base.to_table(columns=[c for c in dict.fromkeys([*pk, *names])
+                                      if c in base.schema.names], filter=where)
+        kept = kept.join(win.select(pk), keys=pk, join_type="left anti")
+        ups = win.filter(pc.equal(win["_op"], "u")).drop_columns(["_op", "_extracted_at"])
+        if where is not None:
+            ups = ups.filter(where)
+        both = pa.concat_tables([kept, ups], promote_options="permissive")
+        return both.select([c for c in names if c in both.column_names])
 
 
 def _add_new_columns(cur: DeltaTable, source: pa.Schema) -> None:

@@ -41,6 +41,7 @@ class ExtractConfig:
     lookback_seconds: float = 300.0
     batch_rows: int = 100_000
     parallel_reads: int = 2
+    compact_ratio: float = 0.1
     exclude: tuple[str, ...] = DEFAULT_EXCLUDE
     events_dir: Path | None = None  # None: no clickstream source
 
@@ -49,6 +50,7 @@ class ExtractConfig:
         return cls(lookback_seconds=settings.extract_lookback_seconds,
                    batch_rows=settings.extract_batch_rows,
                    parallel_reads=settings.extract_parallel_reads,
+                   compact_ratio=settings.extract_compact_ratio,
                    exclude=tuple(settings.extract_exclude),
                    events_dir=settings.resolved_events_dir)
 
@@ -89,7 +91,8 @@ def extract(db_url: str, lake: Lake | str, config: ExtractConfig | None = None, 
     lake = lake if isinstance(lake, Lake) else Lake(lake)
     sources: list[Source] = [DatabaseSource(
         db_url, exclude=config.exclude, lookback_seconds=config.lookback_seconds,
-        batch_rows=config.batch_rows, parallel_reads=config.parallel_reads)]
+        batch_rows=config.batch_rows, parallel_reads=config.parallel_reads,
+        compact_ratio=config.compact_ratio)]
     if config.events_dir is not None:
         sources.append(ClickstreamSource(config.events_dir, batch_rows=config.batch_rows))
     return run_sources(sources, lake, progress=progress)

@@ -28,7 +28,8 @@ Layout (zones ``raw``, ``current``, ``curated``; :func:`describe_layout` renders
 docs): ``raw/db/<table>`` the change log as extracted (source columns minus
 ``extract_exclude``, plus ``_op`` u/d, ``_extracted_at``, ``_batch``); ``raw/clickstream/events``
 the delivered events plus ``_source_file``, partitioned by ``dt``; ``current/<table>`` each
-database table with its changes applied (MERGE); ``curated/<name>`` the jobs' outputs.
+database table as of a raw version (MERGE), the later raw versions applied by readers
+(merge-on-read, :mod:`tierlake.lake.current`); ``curated/<name>`` the jobs' outputs.
 """
 
 from __future__ import annotations
@@ -72,9 +73,10 @@ LAYOUT: tuple[tuple[str, str, str], ...] = (
      "every delivered event exactly once, as delivered, plus `_source_file` (the file's path "
      "under the events directory) and `dt` (its delivery date, the partition column)."),
     ("current/<table>", "extract",
-     "each table with its changes applied: exactly the database table's rows, excluded "
-     "columns removed. Kept by MERGE from `raw/db/<table>`; the app transaction "
-     "`tierlake.current.<table>` is the raw version applied."),
+     "the base of each table: the database table's rows, excluded columns removed, as of "
+     "the raw version in its app transaction `tierlake.current.<table>`. With the raw "
+     "versions after that one applied (merge-on-read, below) it is exactly the database "
+     "table. Kept by MERGE from `raw/db/<table>`."),
     ("curated/<name>", "analytics jobs", "job outputs."),
 )
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.=-]*(/[A-Za-z0-9_][A-Za-z0-9_.=-]*)*$")
@@ -164,12 +166,19 @@ class Lake:
                 return None
 
     def files(self, zone: str, name: str) -> list[str]:
-        """The Parquet files of the current version (local paths for a local lake)."""
+        """The Parquet files of the current version (local paths for a local lake). For a
+        ``current`` table that is its base, without the changes not merged yet
+        (:func:`tierlake.lake.current.pending`)."""
         table = self.table(zone, name)
         return [] if table is None else list(table.file_uris())
 
     def read_arrow(self, zone: str, name: str, columns: list[str] | None = None) -> pa.Table:
-        """The whole current version as an Arrow table."""
+        """The whole current version as an Arrow table; for ``current`` tables, with the
+        changes not merged yet applied (:func:`tierlake.lake.current.read`)."""
+        if zone == "current":
+            from tierlake.lake import current
+
+            return current.read(self, name, columns)
         table = self.table(zone, name)
         if table is None:
             raise LakeError(f"lake table {self.uri(zone, name)} does not exist yet; run "

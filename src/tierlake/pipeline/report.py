@@ -32,14 +32,20 @@ def print_summary(console: Console, info: Any) -> None:
     ext = info.extract
     if ext is not None:
         table = Table(title="Extract (store -> lake)")
-        for col in ("table", "mode", "rows moved", "inserted", "updated", "deleted", "seconds"):
+        for col in ("table", "mode", "rows moved", "inserted", "updated", "deleted",
+                    "not merged", "seconds"):
             table.add_column(col, justify="left" if col in ("table", "mode") else "right")
         for t in ext.tables:
             table.add_row(f"{t.source}/{t.table}", t.mode, f"{t.rows:,}", f"{t.inserted:,}",
-                          f"{t.updated:,}", f"{t.deleted:,}", f"{t.seconds:.2f}")
+                          f"{t.updated:,}", f"{t.deleted:,}", f"{t.pending:,}",
+                          f"{t.seconds:.2f}")
         console.print(table)
         console.print(f"rows moved: {ext.rows:,}; clickstream files ingested: "
                       f"{ext.files_ingested:,}; lake size {_size(ext.lake_bytes)}")
+        if any(t.pending for t in ext.tables):
+            console.print("inserted/updated/deleted count changes merged into current/; "
+                          "'not merged' ones wait in raw/ and readers apply them "
+                          "(`tierlake pipeline compact` merges them now)")
     if info.jobs:
         table = Table(title=f"Jobs on {info.engine}")
         for col in ("job", "rows", "seconds"):
@@ -50,16 +56,34 @@ def print_summary(console: Console, info: Any) -> None:
     console.print(f"pipeline finished in {info.seconds:.1f} s")
 
 
-def print_status(console: Console, tables: list[Any], status: dict[str, Any]) -> None:
+def print_compaction(console: Console, done: list[Any]) -> None:
+    if not done:
+        console.print("Nothing to merge: every current/ table has all its changes.")
+        return
+    table = Table(title="Compaction (raw changes merged into current/)")
+    for col in ("table", "changes", "inserted", "updated", "deleted", "version", "seconds"):
+        table.add_column(col, justify="left" if col == "table" else "right")
+    for c in done:
+        table.add_row(c.table, f"{c.merged:,}", f"{c.inserted:,}", f"{c.updated:,}",
+                      f"{c.deleted:,}", str(c.version), f"{c.seconds:.2f}")
+    console.print(table)
+
+
+def print_status(console: Console, tables: list[Any], status: dict[str, Any],
+                 pending: dict[str, int] | None = None) -> None:
+    """``pending``: per current table, the raw rows not merged into it (readers apply them)."""
+    pending = pending or {}
     table = Table(title="Lake tables")
-    for col in ("zone", "table", "version", "rows", "updated"):
-        table.add_column(col, justify="right" if col in ("version", "rows") else "left")
+    for col in ("zone", "table", "version", "rows", "not merged", "updated"):
+        table.add_column(col, justify="right" if col in ("version", "rows", "not merged")
+                         else "left")
     now = datetime.now(UTC)
     for t in tables:
         updated = t.last_commit
         age = (now - updated).total_seconds() if updated is not None else None
         rows = "?" if t.rows is None else f"{t.rows:,}"
-        table.add_row(t.zone, t.name, str(t.version), rows, _age(age))
+        waiting = f"{pending.get(t.name, 0):,}" if t.zone == "current" else ""
+        table.add_row(t.zone, t.name, str(t.version), rows, waiting, _age(age))
     console.print(table)
     if not status:
         console.print("No pipeline run yet: run `tierlake pipeline run`.")

@@ -31,13 +31,60 @@ class PipelineInfo:
     seconds: float = 0.0
 
 
-def job_inputs(lake: Any, names: set[str]) -> dict[str, list[str]]:
-    """File lists of the current versions of the tables the jobs need."""
-    inputs: dict[str, list[str]] = {}
+def job_inputs(lake: Any, names: set[str]) -> dict[str, Any]:
+    """What the jobs read: the clickstream's files, and each store table's current files
+    with the changes not merged into them yet (applied by the engine)."""
+    import pyarrow as pa
+
+    from tierlake.analytics.merge_on_read import LoggedTable
+    from tierlake.lake import current
+
+    inputs: dict[str, Any] = {}
     for name in sorted(names):
-        zone, table = CLICKSTREAM if name == "clickstream" else ("current", name)
-        inputs[name] = lake.files(zone, table)
+        if name == "clickstream":
+            inputs[name] = lake.files(*CLICKSTREAM)
+            continue
+        base = lake.table("current", name)
+        todo = current.pending(lake, name, base) if base is not None else None
+        if base is None or todo is None or not todo.paths:
+            inputs[name] = lake.files("current", name)
+            continue
+        inputs[name] = LoggedTable(base=tuple(base.file_uris()), log=todo.uris,
+                                   key=tuple(todo.key(name)),
+                                   schema=pa.schema(base.schema().to_arrow()))
     return inputs
+
+
+@dataclass(frozen=True)
+class Compaction:
+    table: str
+    merged: int  # raw rows merged
+    inserted: int
+    updated: int
+    deleted: int
+    version: int | None
+    seconds: float
+
+
+def compact_lake(lake: Any) -> list[Compaction]:
+    """MERGE the pending changes of every ``current/`` table (those with any)."""
+    from tierlake.lake import current
+
+    done = []
+    for info in lake.list_tables():
+        if info.zone != "current":
+            continue
+        todo = current.pending(lake, info.name)
+        if todo is None or not todo.paths:
+            continue
+        start = time.perf_counter()
+        applied = current.compact(lake, info.name)
+        done.append(Compaction(info.name, todo.rows, applied.inserted, applied.updated,
+                               applied.deleted, applied.version,
+                               round(time.perf_counter() - start, 3)))
+        log.info("pipeline.compacted", table=info.name, rows=todo.rows,
+                 seconds=done[-1].seconds)
+    return done
 
 
 def make_engine(name: str, master: str, lake: Any, driver_memory: str = "4g") -> Any:

@@ -48,6 +48,7 @@ class TableExtractInfo:
     inserted: int = 0  # rows inserted into current
     updated: int = 0
     deleted: int = 0
+    pending: int = 0  # raw rows not merged into current yet (readers apply them)
     files: int = 0  # source files ingested (file sources)
     raw_version: int | None = None
     current_version: int | None = None

@@ -93,12 +93,13 @@ class DatabaseSource(Source):
 
     def __init__(self, db_url: str, *, exclude: list[str] | tuple[str, ...] = (),
                  lookback_seconds: float = 300.0, batch_rows: int = 100_000,
-                 parallel_reads: int = 2) -> None:
+                 parallel_reads: int = 2, compact_ratio: float = 0.0) -> None:
         self.db_url = db_url
         self.exclude = set(exclude)
         self.lookback_us = int(lookback_seconds * 1_000_000)
         self.batch_rows = batch_rows
         self.parallel_reads = max(1, parallel_reads)
+        self.compact_ratio = compact_ratio
         self._cx_url = connectorx_url(db_url)
         self._sqlite = SQLiteReader() if self._cx_url.startswith("sqlite:") else None
         self._db: Database | None = None  # for one-value queries, open during extract()
@@ -268,7 +269,8 @@ class _TableRun:
         if first is None and mode != "full":
             return self._apply()  # nothing changed: no raw commit
         reader = pa.RecordBatchReader.from_batches(schema, _chain(first, batches))
-        meta = {"tierlake.batch": self.run_id, "tierlake.mode": mode}
+        meta = {"tierlake.batch": self.run_id, "tierlake.mode": mode,
+                **current.key_metadata(spec.pk)}
         if new_watermark is not None:
             meta["tierlake.watermark"] = _literal(new_watermark)
         raw_write = WriteTarget(
@@ -317,11 +319,13 @@ class _TableRun:
 
     def _apply(self) -> None:
         done = current.apply_changes(self.lake, self.spec.name, self.spec.pk,
-                                     versioned=self.spec.versioned)
+                                     versioned=self.spec.versioned,
+                                     compact_ratio=self.src.compact_ratio)
         self.info.inserted += done.inserted
         self.info.updated += done.updated
         self.info.deleted += done.deleted
         self.info.current_version = done.version
+        self.info.pending = done.pending
 
     # -- queries --------------------------------------------------------------------------------
 
