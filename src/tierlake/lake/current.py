@@ -249,8 +249,12 @@ def _view(lake: Lake, table: str, cur: DeltaTable, columns: list[str] | None,
         wanted = [c for c in dict.fromkeys([*guard, *names]) if c in logged]
         win = latest_per_key(changes.to_table(columns=[*wanted, "_op", "_extracted_at"]), pk,
                              versioned=versioned)
-        if versioned:  # the MERGE's guards: a change older than the base's row loses
-            near = pc.field(pk[0]).isin(win[pk[0]]) if len(pk) == 1 else None
+        if versioned and win.num_rows:  # the MERGE's guards: a change older than the
+            # base's row loses. Only base rows newer than the oldest change can win, so the
+            # files' updated_at statistics skip the others (changes are recent, bases old).
+            near = pc.field(UPDATED_AT) > pc.min(win[UPDATED_AT])
+            if len(pk) == 1:
+                near &= pc.field(pk[0]).isin(win[pk[0]])
             newer = base.to_table(columns=guard, filter=near).rename_columns(
                 [*pk, "_base_at"]).join(win.select(guard), keys=pk, join_type="inner")
             newer = newer.filter(pc.greater(newer["_base_at"], newer[UPDATED_AT])).select(pk)
