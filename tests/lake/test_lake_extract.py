@@ -204,3 +204,25 @@ def test_a_run_stopped_between_raw_and_current_is_finished_by_the_next(
     info = extract(db.url, lake, merge_each_run)
     assert info.table("products").updated == 1 and info.table("products").rows == 0
     assert_current_matches(db, lake, ["products"])
+
+
+def test_the_log_is_merged_once_enough_runs_wait(
+        db: Database, lake: Lake, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Merge-on-read keeps readers' work bounded: after MAX_PENDING_COMMITS logged runs the
+    next one merges, however few the changes; compacting changes nothing readers see."""
+    monkeypatch.setattr(current, "MAX_PENDING_COMMITS", 2)
+    seed(db)
+    config = ExtractConfig(compact_ratio=1e9)  # by size alone: never
+    extract(db.url, lake, config)
+    first = _product_ids(db)[0]
+    versions = []
+    for price in (1001, 1002, 1003):
+        admin.update_product(db, first, ProductUpdate(price_cents=price))
+        info = extract(db.url, lake, config)
+        versions.append(lake.table("current", "products").version())  # type: ignore[union-attr]
+        assert_current_matches(db, lake, ["products"])
+        assert info.table("products").rows == 1
+    assert versions == [0, 0, 1]  # two runs logged, the third merged all three
+    assert current.pending(lake, "products").paths == ()  # type: ignore[union-attr]
+    prices = lake.read_arrow("current", "products").filter(pc.field("id") == first)
+    assert prices["price_cents"].to_pylist() == [1003]

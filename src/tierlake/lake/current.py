@@ -156,7 +156,10 @@ def apply_changes(lake: Lake, table: str, pk: list[str], *, versioned: bool,
         return ApplyInfo()
     if not todo.paths:
         return ApplyInfo(version=cur.version() if cur is not None else None)
-    if (cur is not None and compact_ratio > 0 and todo.commits <= MAX_PENDING_COMMITS
+    # Left to readers only when they can apply it: they need the key from raw's metadata
+    # (a lake written before merge-on-read does not name it).
+    if (cur is not None and compact_ratio > 0 and todo.pk is not None
+            and todo.commits <= MAX_PENDING_COMMITS
             and todo.rows < compact_ratio * base_rows(cur)):
         return ApplyInfo(version=cur.version(), pending=todo.rows)
     latest, app = todo.latest, applied_app_id(table)
