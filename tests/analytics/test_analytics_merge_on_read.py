@@ -90,3 +90,21 @@ def test_compaction_changes_no_curated_figure(logged_lake: LoggedLake, tmp_path)
     for job, table in before.items():
         assert table.num_rows > 0, job
         assert table.equals(after[job]), f"{job}: differs once the log is merged"
+
+
+def test_a_table_empty_at_its_first_load_is_read_from_its_log(logged_lake: LoggedLake) -> None:
+    """A store that had no orders at its first extract: the base has no files, the orders
+    are all in the log."""
+    lake = logged_lake.lake
+    todo = current.pending(lake, "orders")
+    assert todo is not None
+    base = lake.table("current", "orders")
+    empty_base = LoggedTable(base=(), log=todo.uris, key=("id",),
+                             schema=pa.schema(base.schema().to_arrow()))  # type: ignore[union-attr]
+    want = current.latest_per_key(todo.dataset().to_table(), ["id"], versioned=True)
+    want = want.filter(pa.compute.equal(want["_op"], "u")).drop_columns(
+        ["_op", "_extracted_at", "_batch"])
+    with DuckDBEngine() as engine:
+        got = engine.execute(_load(engine, JOBS[0], "orders", {"orders": empty_base}))
+    assert want.num_rows > 0
+    assert_same_rows(got, want, ["id"], "orders from the log alone")
