@@ -232,14 +232,16 @@ def measure(method: str, url: str, out: Path, log: Path) -> dict[str, Any]:
     return result
 
 
-def database(backend: str, stack: ExitStack, work: Path, name: str) -> str:
+def database(backend: str, stack: ExitStack, work: Path, name: str,
+             buffer_pool: str = "4G") -> str:
     if backend == "sqlite":
         return f"sqlite:///{work / (name + '.db')}"
     sys.path.insert(0, str(ROOT / "tests"))
     from servers import mariadb_server  # type: ignore[import-not-found]
 
     if not hasattr(database, "server"):
-        database.server = stack.enter_context(mariadb_server())  # type: ignore[attr-defined]
+        database.server = stack.enter_context(  # type: ignore[attr-defined]
+            mariadb_server(buffer_pool))
     return database.server.create_database(name)  # type: ignore[attr-defined]
 
 
@@ -262,8 +264,8 @@ def touch(url: str, fraction: float, shape: str) -> int:
 
 
 def bench_backend(backend: str, rows: int, methods: list[str], stack: ExitStack,
-                  work: Path, log: Path) -> dict[str, Any]:
-    url = database(backend, stack, work, f"store_{rows}")
+                  work: Path, log: Path, buffer_pool: str = "4G") -> dict[str, Any]:
+    url = database(backend, stack, work, f"store_{rows}", buffer_pool)
     build_s = build(url, rows)
     print(f"{backend}: built {rows:,} order lines in {build_s:.1f} s", flush=True)
     out: dict[str, Any] = {"rows": rows, "build_seconds": round(build_s, 1), "methods": {}}
@@ -343,6 +345,9 @@ def main() -> None:
     parser.add_argument("--methods", default="tierlake,tierlake-table,pandas,dlt",
                         help="subset of tierlake,tierlake-table,pandas,dlt (the incremental "
                         "runs follow tierlake)")
+    parser.add_argument("--mariadb-buffer-pool", default="4G",
+                        help="MariaDB's innodb_buffer_pool_size: big enough for the store, as "
+                        "on RDS (3/4 of the instance's memory); the test servers use 64M")
     parser.add_argument("--small-rows", type=int, default=1_000_000,
                         help="SQLite store for memory flatness (0: skip)")
     parser.add_argument("--workdir", default=None, help="scratch directory (default: a temp)")
@@ -360,7 +365,7 @@ def main() -> None:
     results: dict[str, Any] = {
         "machine": {"nproc": os.cpu_count(), "python": platform.python_version(),
                     "platform": platform.platform()},
-        "rows": args.rows, "backends": {}}
+        "rows": args.rows, "mariadb_buffer_pool": args.mariadb_buffer_pool, "backends": {}}
     with ExitStack() as stack:
         work = Path(args.workdir or stack.enter_context(
             tempfile.TemporaryDirectory(prefix="extract-bench-")))
@@ -369,7 +374,8 @@ def main() -> None:
         log.write_text("")
         for backend in [b for b in args.backends.split(",") if b]:
             rows = args.mariadb_rows if backend == "mariadb" and args.mariadb_rows else args.rows
-            results["backends"][backend] = bench_backend(backend, rows, methods, stack, work, log)
+            results["backends"][backend] = bench_backend(backend, rows, methods, stack, work, log,
+                                                         args.mariadb_buffer_pool)
             Path(args.output).write_text(json.dumps(results, indent=2))
         large = results["backends"].get("sqlite", {}).get("methods", {}).get("tierlake")
         if args.small_rows and large and "error" not in large:

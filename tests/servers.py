@@ -229,7 +229,8 @@ class MariaDBServer(Server):
 
     name = "mariadb"
 
-    def __init__(self) -> None:
+    def __init__(self, buffer_pool: str = "64M") -> None:
+        self.buffer_pool = buffer_pool  # InnoDB's cache; RDS gives it 3/4 of the memory
         self.mariadbd = require_binary(
             shutil.which("mariadbd") or shutil.which("mariadbd", path="/usr/sbin:/usr/local/sbin"),
             "MariaDB server (mariadbd)",
@@ -244,8 +245,11 @@ class MariaDBServer(Server):
         self.os_user = pwd.getpwuid(os.geteuid()).pw_name  # mariadbd runs as root only if told
 
     # Durability off and small buffers: a throw-away test server.
-    _options = (
-        "--innodb-buffer-pool-size=64M",
+    @property
+    def _options(self) -> tuple[str, ...]:
+        return (f"--innodb-buffer-pool-size={self.buffer_pool}", *self._fixed_options)
+
+    _fixed_options = (
         "--innodb-log-file-size=16M",
         "--innodb-flush-log-at-trx-commit=0",
         "--innodb-doublewrite=0",
@@ -404,8 +408,8 @@ def _version_key(bindir: str) -> tuple[int, ...]:
 
 
 @contextlib.contextmanager
-def mariadb_server() -> Iterator[MariaDBServer]:
-    with MariaDBServer() as server:
+def mariadb_server(buffer_pool: str = "64M") -> Iterator[MariaDBServer]:
+    with MariaDBServer(buffer_pool) as server:
         yield server
 
 

@@ -227,20 +227,36 @@ def read(lake: Lake, table: str, columns: list[str] | None = None,
     return _view(lake, table, cur, columns, where)
 
 
-def read_keys(lake: Lake, table: str, pk: list[str], *, versioned: bool,
-              where: pc.Expression | None = None) -> pa.Table | None:
-    """Primary keys (and ``updated_at``) of the current view, or None if there is none."""
+@dataclass(frozen=True)
+class Snapshot:
+    """``current/<table>`` and its pending changes as of one moment, for several reads."""
+
+    cur: DeltaTable
+    todo: Pending | None
+
+
+def snapshot(lake: Lake, table: str) -> Snapshot | None:
     cur = lake.table("current", table)
-    if cur is None:
+    return None if cur is None else Snapshot(cur, pending(lake, table, cur))
+
+
+def read_keys(lake: Lake, table: str, pk: list[str], *, versioned: bool,
+              where: pc.Expression | None = None,
+              snap: Snapshot | None = None) -> pa.Table | None:
+    """Primary keys (and ``updated_at``) of the current view, or None if there is none.
+    ``snap``: the table as read before (else it is read now)."""
+    snap = snap or snapshot(lake, table)
+    if snap is None:
         return None
-    return _view(lake, table, cur, [*pk, UPDATED_AT] if versioned else list(pk), where)
+    return _view(lake, table, snap.cur, [*pk, UPDATED_AT] if versioned else list(pk), where,
+                 snap.todo)
 
 
 def _view(lake: Lake, table: str, cur: DeltaTable, columns: list[str] | None,
-          where: pc.Expression | None) -> pa.Table:
+          where: pc.Expression | None, todo: Pending | None = None) -> pa.Table:
     with lake.translate_errors("read", lake.uri("current", table)):
         base = cur.to_pyarrow_dataset()
-        todo = pending(lake, table, cur)
+        todo = todo or pending(lake, table, cur)
         if todo is None or not todo.paths:
             return base.to_table(columns=columns, filter=where)
         pk = todo.key(table)

@@ -228,6 +228,7 @@ class _TableRun:
         self.run_id, self.has_tombstones, self.progress = run_id, has_tombstones, progress
         self.extracted_at = pa.scalar(datetime.now(UTC), UTC_US)
         self.q = make_url(source.db_url).get_dialect()().identifier_preparer.quote
+        self._snap: current.Snapshot | None = None
 
     def run(self) -> None:
         spec, lake = self.spec, self.lake
@@ -235,6 +236,7 @@ class _TableRun:
             raise SourceError(f"table {spec.name!r} has no primary key, so changes cannot be "
                               f"applied; add one, or add '{spec.name}' to extract_exclude")
         self._apply()  # catch up first
+        self._snap = current.snapshot(lake, spec.name)  # what current/ holds, read once
         raw = lake.table("raw", f"db/{spec.name}")
         watermark = raw.transaction_version(watermark_app_id(spec.name)) if raw else None
         raw_columns = set(pa.schema(raw.schema().to_arrow()).names) if raw else set()
@@ -255,7 +257,7 @@ class _TableRun:
         if spec.versioned and self.has_tombstones and since is not None:
             deletes = self._tombstones(since)
         if mode == "snapshot" and raw is not None:
-            have = current.read_keys(lake, spec.name, spec.pk, versioned=False)
+            have = current.read_keys(lake, spec.name, spec.pk, versioned=False, snap=self._snap)
         rows = self.src.read(self._select(since) if mode == "incremental" else self._whole(),
                              table=spec.name)
         if mode == "incremental":  # the changes: few, and the MERGE holds them all anyway
@@ -299,7 +301,7 @@ class _TableRun:
             where &= (pc.field(key) >= bounds["min"].as_py()) & (
                 pc.field(key) <= bounds["max"].as_py())
         return current.read_keys(self.lake, self.spec.name, self.spec.pk, versioned=True,
-                                 where=where)
+                                 where=where, snap=self._snap)
 
     def _whole(self) -> str | list[str]:
         """The whole table: as key ranges (read in parallel, in key order) when the key is
@@ -407,13 +409,14 @@ class _TableRun:
         found = self.src.read(
             f"SELECT row_key, deleted_at FROM {self.q(TOMBSTONES)} WHERE table_name = "
             f"'{spec.name}' AND deleted_at >= '{_literal(since)}'", table=TOMBSTONES).read_all()
-        cur = self.lake.table("current", spec.name)
-        if not found.num_rows or cur is None:
+        snap = self._snap
+        if not found.num_rows or snap is None:
             return None
-        keys = _split_keys(spec, found.column("row_key"), pa.schema(cur.schema().to_arrow()))
+        keys = _split_keys(spec, found.column("row_key"), pa.schema(snap.cur.schema().to_arrow()))
         keys = keys.append_column(current.UPDATED_AT, _utc(found.column("deleted_at")))
         where = pc.field(spec.pk[0]).isin(keys[spec.pk[0]]) if len(spec.pk) == 1 else None
-        have = current.read_keys(self.lake, spec.name, spec.pk, versioned=True, where=where)
+        have = current.read_keys(self.lake, spec.name, spec.pk, versioned=True, where=where,
+                                 snap=snap)
         have = have.rename_columns([*spec.pk, "_current_updated_at"])  # type: ignore[union-attr]
         matched = keys.join(have, keys=spec.pk, join_type="inner")
         keep = pc.less_equal(matched["_current_updated_at"], matched[current.UPDATED_AT])
