@@ -121,7 +121,6 @@ def pending(lake: Lake, table: str, cur: DeltaTable | None = None) -> Pending | 
     with lake.translate_errors("read the change log of", lake.uri("raw", f"db/{table}")):
         adds = pa.table(raw.get_add_actions(flatten=True))
         paths = adds["path"].to_pylist() if adds.num_rows else []
-        uris = list(raw.file_uris())
         new = set(paths)
         if applied >= 0 and raw.version() > applied:
             try:
@@ -134,11 +133,12 @@ def pending(lake: Lake, table: str, cur: DeltaTable | None = None) -> Pending | 
             new = set()
         rows = [r for p, r in zip(paths, adds["num_records"].to_pylist() if paths else [],
                                   strict=True) if p in new]
-        chosen = [(p, u) for p, u in zip(paths, uris, strict=True) if p in new]
-        assert all(u.endswith(p) for p, u in chosen), "raw file URIs out of step with its log"
+        chosen = tuple(p for p in paths if p in new)
         pk = json.loads(raw.history(1)[0].get(PRIMARY_KEY, "null")) if new else None
-    return Pending(raw=raw, applied=applied, paths=tuple(p for p, _ in chosen),
-                   uris=tuple(u for _, u in chosen), rows=int(sum(r or 0 for r in rows)), pk=pk)
+    root = lake.uri("raw", f"db/{table}")  # as file_uris() gives them (unpartitioned table)
+    return Pending(raw=raw, applied=applied, paths=chosen,
+                   uris=tuple(f"{root}/{p}" for p in chosen),
+                   rows=int(sum(r or 0 for r in rows)), pk=pk)
 
 
 def base_rows(cur: DeltaTable) -> int:

@@ -44,14 +44,15 @@ def job_inputs(lake: Any, names: set[str]) -> dict[str, Any]:
         if name == "clickstream":
             inputs[name] = lake.files(*CLICKSTREAM)
             continue
-        base = lake.table("current", name)
-        todo = current.pending(lake, name, base) if base is not None else None
-        if base is None or todo is None or not todo.paths:
-            inputs[name] = lake.files("current", name)
-            continue
-        inputs[name] = LoggedTable(base=tuple(base.file_uris()), log=todo.uris,
-                                   key=tuple(todo.key(name)),
-                                   schema=pa.schema(base.schema().to_arrow()))
+        snap = current.snapshot(lake, name)
+        if snap is None:
+            inputs[name] = []
+        elif snap.todo is None or not snap.todo.paths:
+            inputs[name] = list(snap.cur.file_uris())
+        else:
+            inputs[name] = LoggedTable(base=tuple(snap.cur.file_uris()), log=snap.todo.uris,
+                                       key=tuple(snap.todo.key(name)),
+                                       schema=pa.schema(snap.cur.schema().to_arrow()))
     return inputs
 
 
