@@ -47,9 +47,10 @@ def test_product_detail_by_id_and_slug(api) -> None:
 
 
 def test_unknown_product_and_category_are_404_with_a_message(api) -> None:
-    r = api.client.get("/api/v1/products/no-such-thing")
-    assert r.status_code == 404
-    assert r.json()["error"]["code"] == "not_found"
+    for ref in ("no-such-thing", "\u00b2", "\u0663"):  # "²" and "٣" pass str.isdigit()
+        r = api.client.get(f"/api/v1/products/{ref}")
+        assert r.status_code == 404, ref
+        assert r.json()["error"]["code"] == "not_found"
     r = api.client.get("/api/v1/products", params={"category": "nope"})
     assert r.status_code == 404
     assert "categories" in r.json()["error"]["message"]

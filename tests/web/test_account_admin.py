@@ -158,6 +158,11 @@ async def test_admin_sets_stock_and_creates_products_and_categories(store, catal
     r = await client.post(f"/admin/products/{knife['id']}/stock",
                           data={"csrf_token": token, "quantity": "-2"})
     assert (await store.api.get(f"/api/v1/products/{knife['id']}")).json()["stock"] == 40
+    r = await client.post(f"/admin/products/{knife['id']}/stock",  # passes str.isdigit()
+                          data={"csrf_token": token, "quantity": "\u00b2"})
+    assert r.status_code == 303
+    assert "whole number" in (await client.get(r.headers["location"])).text
+    assert (await store.api.get(f"/api/v1/products/{knife['id']}")).json()["stock"] == 40
     r = await client.post("/admin/categories", data={
         "csrf_token": token, "name": "Garden", "slug": "garden", "description": ""})
     assert r.status_code == 303

@@ -153,7 +153,7 @@ def context_from_cookies(codec: CookieCodec, cookies: dict[str, str]) -> WebCont
         except (TypeError, ValueError):
             ctx.auth = None
     count = cookies.get(CART_COOKIE, "")
-    if ctx.auth is not None and count.isdigit() and len(count) < 6:
+    if ctx.auth is not None and count.isascii() and count.isdigit() and len(count) < 6:
         ctx.cart_count = int(count)
     flash = codec.loads(FLASH_COOKIE, cookies.get(FLASH_COOKIE), FLASH_MAX_AGE)
     if isinstance(flash, dict) and isinstance(flash.get("message"), str):

@@ -94,7 +94,9 @@ def list_products(
 def find_product(s: Session, ref: str | int) -> Product:
     """A product by id or slug, retired ones included."""
     text = str(ref)
-    where = Product.id == int(text) if text.isdigit() and len(text) < 16 else Product.slug == text
+    # isascii: "²" and other Unicode digits pass isdigit() but not int()
+    numeric = text.isascii() and text.isdigit() and len(text) < 16
+    where = Product.id == int(text) if numeric else Product.slug == text
     product = s.scalar(select(Product).where(where))
     if product is None:
         raise NotFoundError(f"No product {ref!r}.")

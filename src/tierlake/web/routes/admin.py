@@ -148,7 +148,7 @@ async def set_stock(request: Request) -> Response:
     if form.get("return_to") == "list" and form.get("list_query"):
         back = "/admin?" + form["list_query"] if form["list_query"].isprintable() else "/admin"
     text = form.get("quantity", "")
-    if not text.lstrip("+-").isdigit():
+    if not (text.isascii() and text.lstrip("+-").isdigit()):  # "²" passes isdigit()
         flash(request, "Enter a whole number of items for the stock level.", "error")
         return redirect(back)
     body = ({"delta": int(text)} if text[0] in "+-" else {"quantity": int(text)})
