@@ -165,6 +165,41 @@ class Settings(BaseSettings):
     log_format: Literal["console", "json"] = Field(
         "console", description="`json` writes one JSON object per log line."
     )
+    # -- lakegov: the lake's staleness bound, retention and erasure ---------------------------
+    extract_max_staleness_seconds: float = Field(
+        900.0,
+        ge=0,
+        description=(
+            "A change that has waited this long in `raw/` is merged into its `current/` table "
+            "by the next extract, however small: a plain Delta reader of `current/` is at most "
+            "this plus one pipeline interval behind. 0 merges on every extract."
+        ),
+    )
+    lake_vacuum_retention_hours: float = Field(
+        168.0,
+        ge=0,
+        description=(
+            "Vacuum deletes data files no version newer than this age needs (Delta's default, "
+            "7 days): time travel within it keeps working. 0 keeps only the latest version."
+        ),
+    )
+    lake_vacuum_interval_hours: float = Field(
+        24.0,
+        ge=0,
+        description=(
+            "The pipeline run vacuums every lake table (and cleans up its log) when the last "
+            "vacuum is this old; 0 turns it off (`tierlake pipeline vacuum` still works)."
+        ),
+    )
+    lake_checkpoint_interval: int = Field(
+        100,
+        ge=1,
+        description=(
+            "A table gets a log checkpoint every this many commits, after which log entries "
+            "older than the table's log retention (`delta.logRetentionDuration`, 30 days) "
+            "are removed."
+        ),
+    )
 
     @model_validator(mode="after")
     def _refuse_default_secrets(self) -> Settings:

@@ -9,7 +9,10 @@ An extract appends the changes to raw and, as long as they are few, stops there:
 apply them (:func:`read`, :func:`read_keys`; the jobs through
 :mod:`tierlake.analytics.merge_on_read`). Once the pending rows reach ``compact_ratio`` of
 the base (or :data:`MAX_PENDING_COMMITS` raw commits wait), :func:`apply_changes` MERGEs
-them into the base (*compaction*); ``compact_ratio=0`` merges on every run. A MERGE
+them into the base (*compaction*); ``compact_ratio=0`` merges on every run. So that a
+plain Delta reader of ``current/`` (which applies nothing) is stale by a known bound, a
+change that has waited ``max_staleness_seconds`` is merged too, by the next extract,
+whether or not that extract found anything new for the table. A MERGE
 rewrites every file holding a changed row, so changes spread over a table cost a rewrite
 of all of it; logged, they cost their own size (docs/benchmarks.md).
 
@@ -30,12 +33,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from deltalake import DeltaTable
+from deltalake.exceptions import DeltaError, TableNotFoundError
 from deltalake.schema import Field
 
 from tierlake.lake.errors import LakeError
@@ -77,6 +82,13 @@ class Pending:
     uris: tuple[str, ...]  # the same files as URIs (local paths on a local lake)
     rows: int
     pk: list[str] | None  # from the newest raw commit's metadata
+    oldest: datetime | None = None  # when the oldest of these files was written
+
+    def age_seconds(self, now: datetime | None = None) -> float:
+        """How long the oldest waiting change has waited (0 without any)."""
+        if self.oldest is None:
+            return 0.0
+        return max(0.0, ((now or datetime.now(UTC)) - self.oldest).total_seconds())
 
     @property
     def latest(self) -> int:
@@ -123,22 +135,43 @@ def pending(lake: Lake, table: str, cur: DeltaTable | None = None) -> Pending | 
         paths = adds["path"].to_pylist() if adds.num_rows else []
         new = set(paths)
         if applied >= 0 and raw.version() > applied:
-            try:
-                old = DeltaTable(raw.table_uri, version=applied,
-                                 storage_options=lake.storage_options)
+            old = _version(raw, applied, lake)
+            if old is not None:
                 new -= set(pa.table(old.get_add_actions()).column("path").to_pylist())
-            except Exception:  # noqa: BLE001 - old log gone: all of raw (idempotent)
-                pass
         elif raw.version() <= applied:
             new = set()
         rows = [r for p, r in zip(paths, adds["num_records"].to_pylist() if paths else [],
                                   strict=True) if p in new]
         chosen = tuple(p for p in paths if p in new)
+        times = [t for p, t in zip(paths, adds["modification_time"].to_pylist() if paths
+                                   else [], strict=True) if p in new and t is not None]
         pk = json.loads(raw.history(1)[0].get(PRIMARY_KEY, "null")) if new else None
     root = lake.uri("raw", f"db/{table}")  # as file_uris() gives them (unpartitioned table)
     return Pending(raw=raw, applied=applied, paths=chosen,
                    uris=tuple(f"{root}/{p}" for p in chosen),
-                   rows=int(sum(r or 0 for r in rows)), pk=pk)
+                   rows=int(sum(r or 0 for r in rows)), pk=pk,
+                   oldest=_utc(min(times)) if times else None)
+
+
+def _version(raw: DeltaTable, version: int, lake: Lake) -> DeltaTable | None:
+    """``raw`` as of ``version``, or None if that version's log is gone (cleaned up after a
+    checkpoint: then every raw file counts as pending, which is idempotent). Any other
+    failure (a storage timeout, no access) is raised: it is not "nothing applied"."""
+    try:
+        return DeltaTable(raw.table_uri, version=version, storage_options=lake.storage_options)
+    except TableNotFoundError:  # "No files in log segment": the log was cleaned up
+        return None
+    except DeltaError as exc:
+        if "log segment" in str(exc).lower() and "version" in str(exc).lower():
+            return None  # the log is cut just after a checkpoint ("LogSegment end version")
+        raise
+
+
+def _utc(value: datetime | int) -> datetime:
+    """A file's modification time (milliseconds since 1970, or a datetime) in UTC."""
+    if isinstance(value, int):
+        return datetime.fromtimestamp(value / 1000, UTC)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def base_rows(cur: DeltaTable) -> int:
@@ -147,9 +180,11 @@ def base_rows(cur: DeltaTable) -> int:
 
 
 def apply_changes(lake: Lake, table: str, pk: list[str], *, versioned: bool,
-                  compact_ratio: float = 0.0) -> ApplyInfo:
+                  compact_ratio: float = 0.0,
+                  max_staleness_seconds: float | None = None) -> ApplyInfo:
     """MERGE the pending changes into ``current/<table>``, unless they are fewer than
-    ``compact_ratio`` of its rows (then readers apply them; see the module docstring)."""
+    ``compact_ratio`` of its rows and the oldest has waited less than
+    ``max_staleness_seconds`` (then readers apply them; see the module docstring)."""
     cur = lake.table("current", table)
     todo = pending(lake, table, cur)
     if todo is None:
@@ -160,6 +195,7 @@ def apply_changes(lake: Lake, table: str, pk: list[str], *, versioned: bool,
     # (a lake written before merge-on-read does not name it).
     if (cur is not None and compact_ratio > 0 and todo.pk is not None
             and todo.commits <= MAX_PENDING_COMMITS
+            and (max_staleness_seconds is None or todo.age_seconds() < max_staleness_seconds)
             and todo.rows < compact_ratio * base_rows(cur)):
         return ApplyInfo(version=cur.version(), pending=todo.rows)
     latest, app = todo.latest, applied_app_id(table)

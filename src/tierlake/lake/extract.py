@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from tierlake.lake.erasure import ErasureInfo, erase_deleted
 from tierlake.lake.errors import ExtractError
 from tierlake.lake.sources.base import NoProgress, Progress, Source, TableExtractInfo
 from tierlake.lake.sources.clickstream import ClickstreamSource
@@ -42,6 +43,7 @@ class ExtractConfig:
     batch_rows: int = 100_000
     parallel_reads: int = 2
     compact_ratio: float = 0.1
+    max_staleness_seconds: float | None = 900.0  # None: by volume only
     exclude: tuple[str, ...] = DEFAULT_EXCLUDE
     events_dir: Path | None = None  # None: no clickstream source
 
@@ -51,6 +53,7 @@ class ExtractConfig:
                    batch_rows=settings.extract_batch_rows,
                    parallel_reads=settings.extract_parallel_reads,
                    compact_ratio=settings.extract_compact_ratio,
+                   max_staleness_seconds=settings.extract_max_staleness_seconds,
                    exclude=tuple(settings.extract_exclude),
                    events_dir=settings.resolved_events_dir)
 
@@ -63,6 +66,7 @@ class ExtractInfo:
     tables: list[TableExtractInfo] = field(default_factory=list)
     elapsed_seconds: float = 0.0
     lake_bytes: int = 0
+    erasure: ErasureInfo | None = None  # deleted accounts' data removed from the lake
 
     @property
     def rows(self) -> int:
@@ -92,10 +96,17 @@ def extract(db_url: str, lake: Lake | str, config: ExtractConfig | None = None, 
     sources: list[Source] = [DatabaseSource(
         db_url, exclude=config.exclude, lookback_seconds=config.lookback_seconds,
         batch_rows=config.batch_rows, parallel_reads=config.parallel_reads,
-        compact_ratio=config.compact_ratio)]
+        compact_ratio=config.compact_ratio,
+        max_staleness_seconds=config.max_staleness_seconds)]
     if config.events_dir is not None:
         sources.append(ClickstreamSource(config.events_dir, batch_rows=config.batch_rows))
-    return run_sources(sources, lake, progress=progress)
+    try:
+        info = run_sources(sources, lake, progress=progress)
+    except ExtractError as exc:  # the tables that did commit still get their erasures
+        exc.info.erasure = erase_deleted(lake, lookback_seconds=config.lookback_seconds)
+        raise
+    info.erasure = erase_deleted(lake, lookback_seconds=config.lookback_seconds)
+    return info
 
 
 def run_sources(sources: list[Source], lake: Lake, *, progress: bool = False) -> ExtractInfo:

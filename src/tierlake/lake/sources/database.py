@@ -93,13 +93,15 @@ class DatabaseSource(Source):
 
     def __init__(self, db_url: str, *, exclude: list[str] | tuple[str, ...] = (),
                  lookback_seconds: float = 300.0, batch_rows: int = 100_000,
-                 parallel_reads: int = 2, compact_ratio: float = 0.0) -> None:
+                 parallel_reads: int = 2, compact_ratio: float = 0.0,
+                 max_staleness_seconds: float | None = None) -> None:
         self.db_url = db_url
         self.exclude = set(exclude)
         self.lookback_us = int(lookback_seconds * 1_000_000)
         self.batch_rows = batch_rows
         self.parallel_reads = max(1, parallel_reads)
         self.compact_ratio = compact_ratio
+        self.max_staleness_seconds = max_staleness_seconds
         self._cx_url = connectorx_url(db_url)
         self._sqlite = SQLiteReader() if self._cx_url.startswith("sqlite:") else None
         self._db: Database | None = None  # for one-value queries, open during extract()
@@ -322,7 +324,8 @@ class _TableRun:
     def _apply(self) -> None:
         done = current.apply_changes(self.lake, self.spec.name, self.spec.pk,
                                      versioned=self.spec.versioned,
-                                     compact_ratio=self.src.compact_ratio)
+                                     compact_ratio=self.src.compact_ratio,
+                                     max_staleness_seconds=self.src.max_staleness_seconds)
         self.info.inserted += done.inserted
         self.info.updated += done.updated
         self.info.deleted += done.deleted
