@@ -161,10 +161,14 @@ def _version(raw: DeltaTable, version: int, lake: Lake) -> DeltaTable | None:
         return DeltaTable(raw.table_uri, version=version, storage_options=lake.storage_options)
     except TableNotFoundError:  # "No files in log segment": the log was cleaned up
         return None
-    except DeltaError as exc:
-        if "log segment" in str(exc).lower() and "version" in str(exc).lower():
+    except DeltaError as exc:  # an OSError (timeout, no access) goes to translate_errors
+        text = str(exc).lower()
+        if "log segment" in text and "version" in text:
             return None  # the log is cut just after a checkpoint ("LogSegment end version")
-        raise
+        cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise LakeError(f"cannot read version {version} of the change log {raw.table_uri} "
+                        f"(to find the changes current/ has not applied): {cause}. Check the "
+                        "lake's storage (reachable, readable), then run again.") from exc
 
 
 def _utc(value: datetime | int) -> datetime:
