@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from contextlib import contextmanager
@@ -260,24 +259,41 @@ def pipeline_compact() -> None:
 
 @pipeline_app.command("status")
 def pipeline_status() -> None:
-    """Each lake table's version, rows, changes not merged yet and freshness, and the last
-    run's outcome."""
-    from tierlake.lake import current
+    """Each lake table's version and rows (as the Delta table holds them, and for current/
+    tables with the changes waiting in raw/ applied), how long changes have waited, and the
+    last run's and vacuum's outcome."""
     from tierlake.lake.store import Lake
     from tierlake.pipeline.report import print_status
-    from tierlake.pipeline.status import read_status
+    from tierlake.pipeline.status import lake_status, read_status
 
     settings = _settings()
-    lake = Lake(settings.resolved_lake_url)
-    tables, pending = [], {}
-    for t in lake.list_tables():
-        todo = current.pending(lake, t.name) if t.zone == "current" else None
-        if todo is not None and todo.paths:  # rows as readers see them, changes applied
-            pending[t.name] = todo.rows
-            t = dataclasses.replace(t, rows=current.read_keys(
-                lake, t.name, todo.key(t.name), versioned=todo.versioned).num_rows)
-        tables.append(t)
-    print_status(out, tables, read_status(settings), pending)
+    print_status(out, lake_status(Lake(settings.resolved_lake_url)), read_status(settings))
+
+
+@pipeline_app.command("vacuum")
+def pipeline_vacuum(
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="List what would be removed; remove nothing.")] = False,
+    retention_hours: Annotated[float | None, typer.Option(
+        min=0, help="Keep files versions of this many hours need "
+        "[default: TIERLAKE_LAKE_VACUUM_RETENTION_HOURS, 168].")] = None,
+) -> None:
+    """Remove the lake's old data files and log entries (retention).
+
+    Every table of every zone: data files no version of the retention period references are
+    deleted (time travel within it keeps working), and logs get a checkpoint every
+    TIERLAKE_LAKE_CHECKPOINT_INTERVAL commits, older entries removed. `pipeline run` does
+    this by itself every TIERLAKE_LAKE_VACUUM_INTERVAL_HOURS.
+    """
+    from tierlake.lake.store import Lake
+    from tierlake.pipeline.report import print_vacuum
+    from tierlake.pipeline.run import vacuum
+
+    settings = _settings("pipeline")
+    hours = settings.lake_vacuum_retention_hours if retention_hours is None else retention_hours
+    done = vacuum(settings, Lake(settings.resolved_lake_url), dry_run=dry_run,
+                  retention_hours=hours)
+    print_vacuum(out, done, dry_run=dry_run, retention_hours=hours)
 
 
 @app.command()

@@ -73,9 +73,11 @@ def vacuum_table(lake: Lake, zone: str, name: str, *,
     with lake.translate_errors("vacuum", uri):
         # delta-rs refuses less than the table's retention unless told; a setting below
         # 7 days is the operator's choice, so it is honoured (hours are whole numbers).
-        doomed = table.vacuum(retention_hours=int(retention_hours), dry_run=True,
+        listed = table.vacuum(retention_hours=int(retention_hours), dry_run=True,
                               enforce_retention_duration=False)
-        size = sum(_size(fs, f"{root}/{p}") for p in doomed)
+        # delta-rs lists the log's expired tombstones, also those whose file is gone
+        sizes = [s for s in (_size(fs, f"{root}/{p}") for p in listed) if s is not None]
+        doomed, size = sizes, sum(sizes)
         checkpoint = None
         if not dry_run:
             if doomed:
@@ -92,11 +94,12 @@ def vacuum_table(lake: Lake, zone: str, name: str, *,
     return info
 
 
-def _size(fs: Any, path: str) -> int:
+def _size(fs: Any, path: str) -> int | None:
+    """The file's size, or None if it is not there."""
     try:
         return int(fs.size(path))
     except FileNotFoundError:
-        return 0
+        return None
 
 
 def _last_checkpoint(fs: Any, root: str) -> int:

@@ -53,6 +53,13 @@ def print_summary(console: Console, info: Any) -> None:
         for j in info.jobs:
             table.add_row(j.name, f"{j.rows:,}", f"{j.seconds:.2f}")
         console.print(table)
+    erased = getattr(ext, "erasure", None) if ext is not None else None
+    if erased is not None and erased.customers:
+        console.print(f"erasure: {len(erased.customers):,} deleted accounts' personal data "
+                      f"removed from the lake ({erased.files_deleted:,} files deleted)")
+    if info.vacuum is not None:
+        console.print(f"vacuum: {sum(v.files for v in info.vacuum):,} old files, "
+                      f"{_size(sum(v.bytes for v in info.vacuum))} removed")
     console.print(f"pipeline finished in {info.seconds:.1f} s")
 
 
@@ -69,26 +76,57 @@ def print_compaction(console: Console, done: list[Any]) -> None:
     console.print(table)
 
 
-def print_status(console: Console, tables: list[Any], status: dict[str, Any],
-                 pending: dict[str, int] | None = None) -> None:
-    """``pending``: per current table, the raw rows not merged into it (readers apply them)."""
-    pending = pending or {}
+def print_status(console: Console, tables: list[Any], status: dict[str, Any]) -> None:
+    """``tables``: :class:`tierlake.pipeline.status.TableStatus` of every lake table."""
     table = Table(title="Lake tables")
-    for col in ("zone", "table", "version", "rows", "not merged", "updated"):
-        table.add_column(col, justify="right" if col in ("version", "rows", "not merged")
-                         else "left")
+    columns = ("zone", "table", "version", "rows", "with log", "not merged", "oldest waiting",
+               "updated")
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("zone", "table", "updated")
+                         else "right")
     now = datetime.now(UTC)
     for t in tables:
-        updated = t.last_commit
-        age = (now - updated).total_seconds() if updated is not None else None
-        rows = "?" if t.rows is None else f"{t.rows:,}"
-        waiting = f"{pending.get(t.name, 0):,}" if t.zone == "current" else ""
-        table.add_row(t.zone, t.name, str(t.version), rows, waiting, _age(age))
+        info = t.info
+        age = (now - info.last_commit).total_seconds() if info.last_commit else None
+        rows = "?" if info.rows is None else f"{info.rows:,}"
+        if info.zone == "current":
+            view = "?" if t.view_rows is None else f"{t.view_rows:,}"
+            waiting = f"{t.waiting_rows:,}"
+            oldest = _age(t.waiting_seconds) if t.waiting_rows else ""
+        else:
+            view = waiting = oldest = ""
+        table.add_row(info.zone, info.name, str(info.version), rows, view, waiting, oldest,
+                      _age(age))
     console.print(table)
-    if not status:
+    if any(t.waiting_rows for t in tables):
+        console.print("rows: what the Delta table holds (what a plain Delta reader sees); "
+                      "with log: what tierlake's readers see, the changes 'not merged' applied. "
+                      "The next extract merges changes waiting longer than "
+                      "TIERLAKE_EXTRACT_MAX_STALENESS_SECONDS (`tierlake pipeline compact` "
+                      "merges them now).")
+    if status.get("last_vacuum_at"):
+        last = status.get("last_vacuum") or {}
+        console.print(f"last vacuum: {status['last_vacuum_at']} "
+                      f"({last.get('files', 0):,} files, {_size(last.get('bytes', 0))} removed)")
+    if not status or "ok" not in status:
         console.print("No pipeline run yet: run `tierlake pipeline run`.")
         return
     outcome = "[green]ok[/]" if status.get("ok") else f"[red]failed[/]: {status.get('error')}"
     console.print(f"last run: {outcome} ({status.get('engine')}, {status.get('seconds')} s, "
                   f"finished {status.get('finished_at')})")
     console.print(f"freshness: last successful run {_age(freshness_seconds(status))}")
+
+
+def print_vacuum(console: Console, done: list[Any], *, dry_run: bool,
+                 retention_hours: float) -> None:
+    """What `tierlake pipeline vacuum` removed (or, with --dry-run, would remove)."""
+    verb = "would remove" if dry_run else "removed"
+    table = Table(title=f"Vacuum (files no version of the last {retention_hours:g} h needs)")
+    for col in ("table", "files", "bytes", "checkpoint", "seconds"):
+        table.add_column(col, justify="left" if col == "table" else "right")
+    for v in done:
+        table.add_row(v.table, f"{v.files:,}", _size(v.bytes),
+                      "" if v.checkpoint is None else f"v{v.checkpoint}", f"{v.seconds:.2f}")
+    console.print(table)
+    console.print(f"{verb} {sum(v.files for v in done):,} files, "
+                  f"{_size(sum(v.bytes for v in done))} over {len(done)} tables")

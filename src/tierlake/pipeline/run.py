@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 
 from tierlake.config import Settings
-from tierlake.pipeline.status import write_status
+from tierlake.pipeline.status import record_vacuum, vacuum_due, write_status
 
 log = structlog.get_logger(__name__)
 
@@ -29,6 +29,7 @@ class PipelineInfo:
     jobs: list[Any] = field(default_factory=list)
     engine: str = ""
     seconds: float = 0.0
+    vacuum: list[Any] | None = None  # the tables vacuumed, when this run vacuumed
 
 
 def job_inputs(lake: Any, names: set[str]) -> dict[str, Any]:
@@ -88,6 +89,22 @@ def compact_lake(lake: Any) -> list[Compaction]:
     return done
 
 
+def vacuum(settings: Settings, lake: Any, *, dry_run: bool = False,
+           retention_hours: float | None = None) -> list[Any]:
+    """Vacuum every lake table and checkpoint the logs due (:mod:`tierlake.lake.retention`);
+    a real vacuum is recorded in the status file."""
+    from tierlake.lake.retention import vacuum_lake
+
+    done = vacuum_lake(lake, retention_hours=(settings.lake_vacuum_retention_hours
+                                              if retention_hours is None else retention_hours),
+                       checkpoint_interval=settings.lake_checkpoint_interval, dry_run=dry_run)
+    if not dry_run:
+        record_vacuum(settings, {"tables": len(done), "files": sum(v.files for v in done),
+                                 "bytes": sum(v.bytes for v in done),
+                                 "seconds": round(sum(v.seconds for v in done), 3)})
+    return done
+
+
 def make_engine(name: str, master: str, lake: Any, driver_memory: str = "4g") -> Any:
     """The job engine; on an S3 lake it reads the files through the lake's filesystem."""
     from tierlake.analytics.engines import create_engine
@@ -128,6 +145,8 @@ def run_pipeline(settings: Settings, *, engine: str | None = None, master: str |
                                                          mode="overwrite"))
             finally:
                 eng.close()
+        if extract and vacuum_due(settings):  # retention, at most once per interval
+            info.vacuum = vacuum(settings, lake)
     except Exception as exc:
         info.seconds = time.perf_counter() - start
         write_status(settings, ok=False, error=f"{type(exc).__name__}: {exc}",
