@@ -85,10 +85,13 @@ def erase_deleted(lake: Lake, *, lookback_seconds: float = 300.0) -> ErasureInfo
     if not found.num_rows:
         return info
     info.customers = sorted(set(found["id"].to_pylist()))
-    for table, (key, columns) in PERSONAL.items():
-        _erase_table(lake, table, key, columns, info)
     newest = pc.max(found["deleted_at"]).as_py()
     done = (newest - EPOCH) // timedelta(microseconds=1)
+    # Accounts found again within the lookback were erased by an earlier run: their tables
+    # are only visited if a late commit brought their data back.
+    fresh = marker is None or done > marker
+    for table, (key, columns) in PERSONAL.items():
+        _erase_table(lake, table, key, columns, info, fresh=fresh)
     raw = lake.table("raw", "db/customers")
     assert raw is not None
     if (raw.transaction_version(MARKER) or -1) < done:
@@ -102,14 +105,23 @@ def erase_deleted(lake: Lake, *, lookback_seconds: float = 300.0) -> ErasureInfo
 
 
 def _erase_table(lake: Lake, table: str, key: str, columns: dict[str, str | None],
-                 info: ErasureInfo) -> None:
+                 info: ErasureInfo, *, fresh: bool) -> None:
     raw = lake.table("raw", f"db/{table}")
     if raw is None:
         return
     present = [c for c in columns if c in pa.schema(raw.schema().to_arrow()).names]
     if not present:
         return
-    ids = info.customers
+    ids = _erased_in_database(lake, table, key, info.customers, present, columns)
+    if not ids:
+        return
+    latest = [t for t in (raw, lake.table("current", table)) if t is not None]
+    holds = any(_latest_holds(lake, t, key, ids, present, columns) for t in latest)
+    if not holds:
+        if fresh:  # a run killed after its UPDATEs: the replaced files may still be there
+            for zone, name in (("raw", f"db/{table}"), ("current", table)):
+                info.files_deleted += _purge(lake, zone, name, key, ids, present, columns)
+        return
     current.compact(lake, table)  # nothing waits: the raw rewrite is not a change to apply
     cur = lake.table("current", table)
     applied = cur.transaction_version(current.applied_app_id(table)) if cur else None
@@ -149,6 +161,14 @@ def _predicate(key: str, ids: list[int], present: list[str],
 def _holds_data(rows: pa.Table, key: str, ids: list[int], present: list[str],
                 columns: dict[str, str | None]) -> bool:
     mine = pc.is_in(rows[key], pa.array(ids, rows.schema.field(key).type))
+    holds = _holding(rows, present, columns)
+    if holds is None:
+        return False
+    return bool(pc.any(pc.and_(mine, holds)).as_py())
+
+
+def _holding(rows: pa.Table, present: list[str], columns: dict[str, str | None]) -> pa.Array | None:
+    """Per row: does it hold personal data (a personal column not at its erased value)?"""
     holds = None
     for c in present:
         if c not in rows.column_names:
@@ -157,9 +177,30 @@ def _holds_data(rows: pa.Table, key: str, ids: list[int], present: list[str],
         has = (pc.is_valid(values) if columns[c] is None
                else pc.fill_null(pc.not_equal(values, ""), False))
         holds = has if holds is None else pc.or_(holds, has)
-    if holds is None:
-        return False
-    return bool(pc.any(pc.and_(mine, holds)).as_py())
+    return holds
+
+
+def _erased_in_database(lake: Lake, table: str, key: str, ids: list[int], present: list[str],
+                        columns: dict[str, str | None]) -> list[int]:
+    """The customers among ``ids`` whose rows of ``table`` the database has erased (as the
+    current view, changes applied, shows them): the lake erases what the database erased,
+    so the two never disagree."""
+    if lake.table("current", table) is None:
+        return []
+    view = current.read(lake, table, [key, *present], where=pc.field(key).isin(ids))
+    holds = _holding(view, present, columns)
+    kept = set(view.filter(holds)[key].to_pylist()) if holds is not None else set()
+    return [i for i in ids if i not in kept]
+
+
+def _latest_holds(lake: Lake, table: DeltaTable, key: str, ids: list[int], present: list[str],
+                  columns: dict[str, str | None]) -> bool:
+    """Whether the table's latest version still holds personal data of ``ids``."""
+    with lake.translate_errors("look for personal data in", table.table_uri):
+        data = table.to_pyarrow_dataset()
+        wanted = [c for c in [key, *present] if c in data.schema.names]
+        rows = data.to_table(columns=wanted, filter=pc.field(key).isin(ids))
+    return _holds_data(rows, key, ids, present, columns)
 
 
 def _purge(lake: Lake, zone: str, name: str, key: str, ids: list[int], present: list[str],
