@@ -37,13 +37,19 @@ def _change_one_price(db: Database) -> None:
             price_cents=Product.price_cents + 1, updated_at=utcnow()))
 
 
-def test_a_small_change_waiting_past_the_age_is_merged_by_the_next_run(
-        db: Database, lake: Lake) -> None:
+def _one_young_change_waiting(db: Database, lake: Lake) -> None:
+    """A full load, then one changed product of twenty logged: below the volume rule, and
+    younger than the age bound of this extract."""
     seed(db)
     waits = ExtractConfig(compact_ratio=0.5, max_staleness_seconds=3600)
     extract(db.url, lake, waits)
     _change_one_price(db)
-    extract(db.url, lake, waits)  # one row of twenty: below the volume rule, and young
+    extract(db.url, lake, waits)
+
+
+def test_a_small_change_waiting_past_the_age_is_merged_by_the_next_run(
+        db: Database, lake: Lake) -> None:
+    _one_young_change_waiting(db, lake)
     todo = current.pending(lake, "products")
     assert todo is not None and todo.rows == 1
     assert not _plain_read_equals_database(db, lake, "products")  # stale for a plain reader
@@ -88,11 +94,7 @@ def _corrupt_log_entry(lake: Lake, table: str, version: int) -> None:
 
 def test_a_storage_fault_reading_the_base_version_is_an_error_not_everything_pending(
         db: Database, lake: Lake) -> None:
-    seed(db)
-    waits = ExtractConfig(compact_ratio=0.5, max_staleness_seconds=3600)
-    extract(db.url, lake, waits)
-    _change_one_price(db)
-    extract(db.url, lake, waits)
+    _one_young_change_waiting(db, lake)
     applied = _applied(lake, "products")
     _corrupt_log_entry(lake, "products", applied)
     with pytest.raises(LakeError, match=r"cannot read version \d+ of the change log.*Json"):
