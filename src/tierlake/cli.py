@@ -274,7 +274,7 @@ def pipeline_status() -> None:
 def pipeline_vacuum(
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="List what would be removed; remove nothing.")] = False,
-    retention_hours: Annotated[float | None, typer.Option(
+    retention_hours: Annotated[int | None, typer.Option(
         min=0, help="Keep files versions of this many hours need "
         "[default: TIERLAKE_LAKE_VACUUM_RETENTION_HOURS, 168].")] = None,
 ) -> None:

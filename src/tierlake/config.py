@@ -175,8 +175,8 @@ class Settings(BaseSettings):
             "this plus one pipeline interval behind. 0 merges on every extract."
         ),
     )
-    lake_vacuum_retention_hours: float = Field(
-        168.0,
+    lake_vacuum_retention_hours: int = Field(
+        168,
         ge=0,
         description=(
             "Vacuum deletes data files no version newer than this age needs (Delta's default, "

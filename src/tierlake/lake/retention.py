@@ -30,7 +30,7 @@ import structlog
 from tierlake.lake.store import Lake
 
 log = structlog.get_logger(__name__)
-DEFAULT_RETENTION_HOURS = 168.0
+DEFAULT_RETENTION_HOURS = 168
 DEFAULT_CHECKPOINT_INTERVAL = 100
 
 
@@ -50,7 +50,7 @@ class VacuumInfo:
         return f"{self.zone}/{self.name}"
 
 
-def vacuum_lake(lake: Lake, *, retention_hours: float = DEFAULT_RETENTION_HOURS,
+def vacuum_lake(lake: Lake, *, retention_hours: int = DEFAULT_RETENTION_HOURS,
                 checkpoint_interval: int = DEFAULT_CHECKPOINT_INTERVAL,
                 dry_run: bool = False) -> list[VacuumInfo]:
     """Vacuum every table of every zone, and checkpoint and clean up the logs due."""
@@ -60,7 +60,7 @@ def vacuum_lake(lake: Lake, *, retention_hours: float = DEFAULT_RETENTION_HOURS,
 
 
 def vacuum_table(lake: Lake, zone: str, name: str, *,
-                 retention_hours: float = DEFAULT_RETENTION_HOURS,
+                 retention_hours: int = DEFAULT_RETENTION_HOURS,
                  checkpoint_interval: int = DEFAULT_CHECKPOINT_INTERVAL,
                  dry_run: bool = False) -> VacuumInfo:
     began = time.perf_counter()
@@ -72,8 +72,8 @@ def vacuum_table(lake: Lake, zone: str, name: str, *,
     root = uri.removeprefix("s3://")
     with lake.translate_errors("vacuum", uri):
         # delta-rs refuses less than the table's retention unless told; a setting below
-        # 7 days is the operator's choice, so it is honoured (hours are whole numbers).
-        listed = table.vacuum(retention_hours=int(retention_hours), dry_run=True,
+        # 7 days is the operator's choice, so it is honoured.
+        listed = table.vacuum(retention_hours=retention_hours, dry_run=True,
                               enforce_retention_duration=False)
         # delta-rs lists the log's expired tombstones, also those whose file is gone
         sizes = [s for s in (_size(fs, f"{root}/{p}") for p in listed) if s is not None]
@@ -81,7 +81,7 @@ def vacuum_table(lake: Lake, zone: str, name: str, *,
         checkpoint = None
         if not dry_run:
             if doomed:
-                table.vacuum(retention_hours=int(retention_hours), dry_run=False,
+                table.vacuum(retention_hours=retention_hours, dry_run=False,
                              enforce_retention_duration=False)
             if table.version() - _last_checkpoint(fs, root) >= checkpoint_interval:
                 table.create_checkpoint()

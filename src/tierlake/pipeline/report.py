@@ -118,7 +118,7 @@ def print_status(console: Console, tables: list[Any], status: dict[str, Any]) ->
 
 
 def print_vacuum(console: Console, done: list[Any], *, dry_run: bool,
-                 retention_hours: float) -> None:
+                 retention_hours: int) -> None:
     """What `tierlake pipeline vacuum` removed (or, with --dry-run, would remove)."""
     verb = "would remove" if dry_run else "removed"
     table = Table(title=f"Vacuum (files no version of the last {retention_hours:g} h needs)")

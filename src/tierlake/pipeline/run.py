@@ -90,7 +90,7 @@ def compact_lake(lake: Any) -> list[Compaction]:
 
 
 def vacuum(settings: Settings, lake: Any, *, dry_run: bool = False,
-           retention_hours: float | None = None) -> list[Any]:
+           retention_hours: int | None = None) -> list[Any]:
     """Vacuum every lake table and checkpoint the logs due (:mod:`tierlake.lake.retention`);
     a real vacuum is recorded in the status file."""
     from tierlake.lake.retention import vacuum_lake
