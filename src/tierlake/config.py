@@ -165,6 +165,31 @@ class Settings(BaseSettings):
     log_format: Literal["console", "json"] = Field(
         "console", description="`json` writes one JSON object per log line."
     )
+    # -- ctl: the control plane behind `tierlake up` ------------------------------------------
+    pipeline_timeout_seconds: float = Field(
+        3600.0,
+        gt=0,
+        description=(
+            "A scheduled pipeline run still going after this long is stopped (terminated, "
+            "then killed) and recorded as failed."
+        ),
+    )
+    control_instances: int = Field(
+        1, ge=1, le=16, description="Instances of each tier that `tierlake up` keeps running."
+    )
+    control_healthy_reset_seconds: float = Field(
+        60.0,
+        gt=0,
+        description=(
+            "A dead instance is replaced after a back-off (1 s, 2 s, 4 s ... 30 s) that resets "
+            "once an instance has stayed healthy this long."
+        ),
+    )
+    control_start_timeout_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="How long an instance may take to answer `/health` when it starts.",
+    )
 
     @model_validator(mode="after")
     def _refuse_default_secrets(self) -> Settings:
