@@ -23,6 +23,7 @@ app = typer.Typer(
     help="tierlake: the classic AWS web + analytics system on one machine or many.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts are plain text: "[default: X]" stays as written
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 db_app = typer.Typer(help="The store's database: migrations and status.", no_args_is_help=True)

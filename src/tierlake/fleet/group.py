@@ -66,6 +66,7 @@ class InstanceGroup:
 
     async def _watch(self) -> None:
         misses: dict[int, int] = {}
+        healthy_since: dict[int, float] = {}
         async with httpx.AsyncClient() as client:
             while not self._stopping.is_set():
                 await asyncio.sleep(CHECK_SECONDS)
@@ -73,12 +74,13 @@ class InstanceGroup:
                     if inst.alive() and await inst.healthy(client):
                         misses[id(inst)] = 0
                         self.listener.register(inst.target)
-                        if self.failures and time.monotonic() - inst.started_at \
-                                >= self.healthy_reset:
+                        since = healthy_since.setdefault(id(inst), time.monotonic())
+                        if self.failures and time.monotonic() - since >= self.healthy_reset:
                             log.info("instance.backoff_reset", tier=self.tier.name,
                                      healthy_s=self.healthy_reset)
                             self.failures = 0
                         continue
+                    healthy_since.pop(id(inst), None)
                     misses[id(inst)] = misses.get(id(inst), 0) + 1
                     if inst.alive() and misses[id(inst)] < UNHEALTHY_AFTER:
                         continue

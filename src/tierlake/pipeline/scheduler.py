@@ -40,6 +40,7 @@ class PipelineScheduler:
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._proc: asyncio.subprocess.Process | None = None
+        self.last_pid: int | None = None  # of the last run started (its process group's id)
 
     @property
     def enabled(self) -> bool:
@@ -69,6 +70,7 @@ class PipelineScheduler:
             "--supervised-by", str(os.getpid()),
             env={**os.environ, **self.env}, start_new_session=True,
             preexec_fn=die_with_parent)  # noqa: PLW1509 - forked from the loop's thread
+        self.last_pid = proc.pid
         log.info("pipeline.run_started", pid=proc.pid)
         try:
             code = await asyncio.wait_for(proc.wait(), self.timeout)
