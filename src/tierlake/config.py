@@ -167,7 +167,7 @@ class Settings(BaseSettings):
     )
     # -- ctl: the control plane behind `tierlake up` ------------------------------------------
     pipeline_timeout_seconds: float = Field(
-        3600.0,
+        default=3600.0,
         gt=0,
         description=(
             "A scheduled pipeline run still going after this long is stopped (terminated, "
@@ -175,10 +175,11 @@ class Settings(BaseSettings):
         ),
     )
     control_instances: int = Field(
-        1, ge=1, le=16, description="Instances of each tier that `tierlake up` keeps running."
+        default=1, ge=1, le=16,
+        description="Instances of each tier that `tierlake up` keeps running.",
     )
     control_healthy_reset_seconds: float = Field(
-        60.0,
+        default=60.0,
         gt=0,
         description=(
             "A dead instance is replaced after a back-off (1 s, 2 s, 4 s ... 30 s) that resets "
@@ -186,7 +187,7 @@ class Settings(BaseSettings):
         ),
     )
     control_start_timeout_seconds: float = Field(
-        60.0,
+        default=60.0,
         gt=0,
         description="How long an instance may take to answer `/health` when it starts.",
     )
