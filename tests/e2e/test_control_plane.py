@@ -71,6 +71,8 @@ def test_supervisor_killed_during_a_pipeline_run_leaves_no_process(tmp_path: Pat
         assert any("serve app" in c for c in living.values())
         assert any("serve web" in c for c in living.values())
         assert any("pipeline run" in c for c in living.values())
+        status = s.data_dir / "pipeline" / "status.json"
+        before = status.read_bytes() if status.exists() else b""
         os.kill(s.proc.pid, signal.SIGKILL)
         s.proc.wait()
         deadline = time.monotonic() + 15
@@ -78,6 +80,9 @@ def test_supervisor_killed_during_a_pipeline_run_leaves_no_process(tmp_path: Pat
             time.sleep(0.1)
         survivors = {p: c for p, c in living.items() if alive(p)}
         assert not survivors, f"processes outlived their supervisor: {survivors}"
+        # An orphaned run would have gone on to finish (and write its outcome): it was
+        # killed instead, so the last outcome on file is the one from before the kill.
+        assert (status.read_bytes() if status.exists() else b"") == before
     finally:
         for pid in descendants(s.proc.pid):  # only if the test failed
             os.kill(pid, signal.SIGKILL)
