@@ -11,6 +11,7 @@ import structlog
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 
 from tierlake import __version__
 from tierlake.config import DEFAULT_ADMIN_PASSWORD, Settings, get_settings
@@ -21,6 +22,7 @@ app = typer.Typer(
     help="tierlake: the classic AWS web + analytics system on one machine or many.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts are plain text: "[default: X]" stays as written
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 db_app = typer.Typer(help="The store's database: migrations and status.", no_args_is_help=True)
@@ -72,6 +74,40 @@ def _database(settings: Settings):  # type: ignore[no-untyped-def]
         db.dispose()
 
 
+def _demo_shoppers(db, count: int = 2) -> list[str]:  # type: ignore[no-untyped-def]
+    """E-mails of ``count`` seeded customers whose password is the demo password."""
+    from sqlalchemy import select
+
+    from tierlake.app.security import verify_password
+    from tierlake.data.schema import Customer
+    from tierlake.data.seed import DEMO_PASSWORD
+
+    with db.engine.connect() as conn:
+        rows = conn.execute(
+            select(Customer.email, Customer.password_hash)
+            .where(Customer.is_admin.is_(False), Customer.email.is_not(None))
+            .order_by(Customer.id).limit(10)).all()
+    return [r.email for r in rows if verify_password(r.password_hash, DEMO_PASSWORD)][:count]
+
+
+def _banner(settings: Settings, store: str, api: str, shoppers: list[str]) -> list[str]:
+    """The lines `up` prints once every tier is ready (markup escaped, one line each)."""
+    from tierlake.data.seed import DEMO_PASSWORD
+
+    password = settings.admin_password.get_secret_value()
+    shown = password if password == DEFAULT_ADMIN_PASSWORD else "TIERLAKE_ADMIN_PASSWORD"
+    lines = ["", f"[bold green]tierlake is up.[/] Store: [bold]{escape(store)}[/]",
+             f"API docs: {escape(api)}/api/docs",
+             f"Admin login: {escape(settings.admin_email)} / {escape(shown)}"]
+    if shoppers:
+        lines.append("Demo shopper logins: " + ", ".join(
+            f"{escape(e)} / {DEMO_PASSWORD}" for e in shoppers))
+    if settings.pipeline_interval_seconds > 0:
+        lines.append(f"Analytics pipeline: every {settings.pipeline_interval_seconds:g} s into "
+                     f"{escape(settings.resolved_lake_url)}; see `tierlake pipeline status`.")
+    return [*lines, "Press Ctrl-C to stop.", ""]
+
+
 @app.command()
 def up(
     seed: Annotated[
@@ -93,27 +129,26 @@ def up(
                 seed_store(db, events_dir=settings.resolved_events_dir,
                            admin_email=settings.admin_email,
                            admin_password=settings.admin_password.get_secret_value())
+        shoppers = _demo_shoppers(db)
     supervisor = Supervisor(settings)
 
     def ready() -> None:
-        out.print(f"\n[bold green]tierlake is up.[/] Store: [bold]{supervisor.web.url}[/]   "
-                  f"API docs: {supervisor.app.url}/api/docs")
-        password = settings.admin_password.get_secret_value()
-        shown = password if password == DEFAULT_ADMIN_PASSWORD else "TIERLAKE_ADMIN_PASSWORD"
-        out.print(f"Admin: {settings.admin_email} / {shown}.  Demo shoppers: "
-                  "customer e-mails from the admin page, password demo-password.")
-        if settings.pipeline_interval_seconds > 0:
-            out.print(f"Analytics pipeline: every {settings.pipeline_interval_seconds:g} s into "
-                      f"{settings.resolved_lake_url}; see `tierlake pipeline status`.")
-        out.print("Press Ctrl-C to stop.\n")
+        for line in _banner(settings, supervisor.url("web"), supervisor.url("app"), shoppers):
+            out.print(line, soft_wrap=True)  # a URL is never broken onto a line of its own
 
     supervisor.run(on_ready=ready)
     out.print("tierlake stopped.")
 
 
+def _serve_help() -> str:
+    from tierlake.fleet.tiers import TIERS
+
+    return "Which tier to serve: " + "; ".join(f"{t.name}: {t.summary}" for t in TIERS.values())
+
+
 @app.command()
 def serve(
-    tier: Annotated[Literal["app", "web"], typer.Argument(help="Which tier to serve.")],
+    tier: Annotated[str, typer.Argument(help=_serve_help(), show_default=False)],
     host: Annotated[
         str | None, typer.Option(help="Listen address [default: TIERLAKE_HOST].")
     ] = None,
@@ -124,18 +159,16 @@ def serve(
     """Serve one tier in the foreground (one instance; `up` starts them all)."""
     import uvicorn
 
+    from tierlake.fleet.tiers import TIERS
+
+    if tier not in TIERS:
+        raise typer.BadParameter(f"{tier!r} is not a tier; choose one of: {', '.join(TIERS)}",
+                                 param_hint="TIER")
+    spec = TIERS[tier]
     settings = _settings(tier)
-    if tier == "app":
-        from tierlake.app.main import create_app as create_api
-
-        asgi = create_api(settings)
-        default_port = settings.app_port
-    else:
-        from tierlake.web.main import create_app as create_web
-
-        asgi = create_web(settings)
-        default_port = settings.web_port
-    uvicorn.run(asgi, host=host or settings.host, port=port if port is not None else default_port,
+    asgi = spec.build(settings)
+    uvicorn.run(asgi, host=host or settings.host,
+                port=port if port is not None else spec.listener_port(settings),
                 log_config=None, access_log=False, timeout_graceful_shutdown=10,
                 server_header=False)
 
@@ -180,7 +213,7 @@ def db_migrate() -> None:
 
     with _database(_settings()) as db:
         revision = migrate.upgrade(db.engine)
-        out.print(f"{safe_url(db.url)} is at revision {revision} (head).")
+        out.print(f"{escape(safe_url(db.url))} is at revision {revision} (head).")
 
 
 @db_app.command("status")
@@ -192,7 +225,7 @@ def db_status() -> None:
     with _database(_settings()) as db:
         current, head = migrate.current_revision(db.engine), migrate.head_revision()
         state = "up to date" if current == head else "behind: run `tierlake db migrate`"
-        out.print(f"database: {safe_url(db.url)}\n"
+        out.print(f"database: {escape(safe_url(db.url))}\n"
                   f"revision: {current or 'none'} (head {head}, {state})")
 
 
@@ -210,23 +243,35 @@ def config_docs() -> None:
     sys.stdout.write(settings_reference())
 
 
+SupervisedOpt = Annotated[
+    int | None, typer.Option(hidden=True, help="Pid of the `tierlake up` that started this "
+                             "run: the run and its children die with it.")]
+
+
 def _pipeline(*, engine: str | None, master: str | None, extract: bool, jobs: bool,
-              progress: bool) -> None:
+              progress: bool, supervised_by: int | None = None) -> None:
+    from tierlake.pipeline.lock import pipeline_lock
+    from tierlake.pipeline.report import print_summary
     from tierlake.pipeline.run import run_pipeline
 
-    settings = _settings("pipeline")
-    info = run_pipeline(settings, engine=engine, master=master, extract=extract, jobs=jobs,
-                        progress=progress)
-    from tierlake.pipeline.report import print_summary
+    if supervised_by is not None:
+        from tierlake.fleet.lifeline import guard_process_group
 
+        guard_process_group(supervised_by)
+    settings = _settings("pipeline")
+    command = "tierlake up's scheduled run" if supervised_by else None
+    with pipeline_lock(settings, command):
+        info = run_pipeline(settings, engine=engine, master=master, extract=extract, jobs=jobs,
+                            progress=progress)
     print_summary(out, info)
 
 
 @pipeline_app.command("run")
 def pipeline_run(engine: EngineOpt = None, master: MasterOpt = None,
-                 progress: ProgressOpt = True) -> None:
+                 progress: ProgressOpt = True, supervised_by: SupervisedOpt = None) -> None:
     """Extract the store into the lake, then run every job into curated tables."""
-    _pipeline(engine=engine, master=master, extract=True, jobs=True, progress=progress)
+    _pipeline(engine=engine, master=master, extract=True, jobs=True, progress=progress,
+              supervised_by=supervised_by)
 
 
 @pipeline_app.command("extract")
@@ -250,11 +295,14 @@ def pipeline_compact() -> None:
     TIERLAKE_EXTRACT_COMPACT_RATIO of a table; this merges them whatever their size.
     """
     from tierlake.lake.store import Lake
+    from tierlake.pipeline.lock import pipeline_lock
     from tierlake.pipeline.report import print_compaction
     from tierlake.pipeline.run import compact_lake
 
     settings = _settings("pipeline")
-    print_compaction(out, compact_lake(Lake(settings.resolved_lake_url)))
+    with pipeline_lock(settings):
+        done = compact_lake(Lake(settings.resolved_lake_url))
+    print_compaction(out, done)
 
 
 @pipeline_app.command("status")
@@ -286,13 +334,15 @@ def pipeline_vacuum(
     this by itself every TIERLAKE_LAKE_VACUUM_INTERVAL_HOURS.
     """
     from tierlake.lake.store import Lake
+    from tierlake.pipeline.lock import pipeline_lock
     from tierlake.pipeline.report import print_vacuum
     from tierlake.pipeline.run import vacuum
 
     settings = _settings("pipeline")
     hours = settings.lake_vacuum_retention_hours if retention_hours is None else retention_hours
-    done = vacuum(settings, Lake(settings.resolved_lake_url), dry_run=dry_run,
-                  retention_hours=hours)
+    with pipeline_lock(settings):  # a run in progress may still read the files vacuum removes
+        done = vacuum(settings, Lake(settings.resolved_lake_url), dry_run=dry_run,
+                      retention_hours=hours)
     print_vacuum(out, done, dry_run=dry_run, retention_hours=hours)
 
 
@@ -303,13 +353,12 @@ def version() -> None:
 
 
 def main() -> None:
+    from tierlake.pipeline.lock import EXIT_LOCKED, PipelineLockedError
+
     try:
         app()
     except TierlakeError as exc:
-        err.print(f"[bold red]error:[/] {exc}")
-        sys.exit(1)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        sys.exit(EXIT_LOCKED if isinstance(exc, PipelineLockedError) else 1)
     except KeyboardInterrupt:
         sys.exit(130)
-
-
-

@@ -200,6 +200,32 @@ class Settings(BaseSettings):
             "are removed."
         ),
     )
+    # -- ctl: the control plane behind `tierlake up` ------------------------------------------
+    pipeline_timeout_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description=(
+            "A scheduled pipeline run still going after this long is stopped (terminated, "
+            "then killed) and recorded as failed."
+        ),
+    )
+    control_instances: int = Field(
+        default=1, ge=1, le=16,
+        description="Instances of each tier that `tierlake up` keeps running.",
+    )
+    control_healthy_reset_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description=(
+            "A dead instance is replaced after a back-off (1 s, 2 s, 4 s ... 30 s) that resets "
+            "once an instance has stayed healthy this long."
+        ),
+    )
+    control_start_timeout_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="How long an instance may take to answer `/health` when it starts.",
+    )
 
     @model_validator(mode="after")
     def _refuse_default_secrets(self) -> Settings:

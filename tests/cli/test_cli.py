@@ -118,3 +118,15 @@ def test_db_migrate_then_status(tmp_path: Path) -> None:
     assert status.returncode == 0
     assert "up to date" in status.stdout
     assert (tmp_path / "tierlake.db").exists()
+
+
+def test_serve_offers_the_tiers_of_the_registry() -> None:
+    from tierlake.fleet.tiers import TIERS
+
+    shown = runner.invoke(app, ["serve", "--help"], terminal_width=200).output
+    for name in TIERS:
+        assert f"{name}:" in shown
+    result = _run("serve", "bi-next-year", env={})
+    assert result.returncode == 2
+    assert "'bi-next-year' is not a tier; choose one of: app, web" in result.stderr
+    assert "Traceback" not in result.stderr

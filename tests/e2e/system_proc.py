@@ -42,6 +42,50 @@ def _wait_for(url: str, proc: subprocess.Popen[str], log: Path, timeout: float) 
     pytest.fail(f"{url} did not answer within {timeout:.0f} s:\n{log.read_text()[-4000:]}")
 
 
+def seed_small_store(data_dir: Path) -> None:
+    """A small demo store (seconds, not the minute of the default seed)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "tierlake", "seed", "--products", "40", "--customers", "60",
+         "--orders", "400", "--months", "2"], capture_output=True, text=True, timeout=180,
+        env={**os.environ, "TIERLAKE_DATA_DIR": str(data_dir)})
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def descendants(pid: int) -> dict[int, str]:
+    """Every living descendant of ``pid`` (pid -> command line), read from /proc."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found: dict[int, str] = {}
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        for child, ppid in parents.items():
+            if ppid == parent and child not in found:
+                found[child] = cmdline(child)
+                todo.append(child)
+    return found
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return ""
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie (a zombie has exited all the same)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def start_system(tmp_path: Path, *, seed: bool, extra_env: dict[str, str] | None = None
                  ) -> System:
     web_port, app_port = free_port(), free_port()

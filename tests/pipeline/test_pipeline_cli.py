@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from tierlake.data.db import Database
 from tierlake.data.schema import Order
 from tierlake.data.seed import seed_store
 from tierlake.lake.store import Lake
+from tierlake.pipeline.lock import EXIT_LOCKED, pipeline_lock
 from tierlake.pipeline.scheduler import PipelineScheduler
 from tierlake.pipeline.status import freshness_seconds, read_status
 
@@ -50,6 +52,9 @@ def test_run_then_status(store_env: dict[str, str]) -> None:
     run = _tierlake("pipeline", "run", "--no-progress", env=store_env)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "Extract (store -> lake)" in run.stdout and "Jobs on duckdb" in run.stdout
+    # To a pipe, tables keep their natural width: nothing wrapped or cut.
+    assert "db/order_lines" in run.stdout and "db/carts" in run.stdout
+    assert "\u2026" not in run.stdout and "rows moved" in run.stdout
     lake = Lake(Settings().resolved_lake_url)
     tables = {(t.zone, t.name): t for t in lake.list_tables()}
     assert {name for zone, name in tables if zone == "curated"} >= CURATED
@@ -80,16 +85,77 @@ def test_failed_run_is_reported_and_keeps_the_lake(store_env: dict[str, str]) ->
 
 def test_scheduler_runs_the_pipeline_on_its_interval(store_env: dict[str, str]) -> None:
     settings = Settings(pipeline_interval_seconds=1)
-    scheduler = PipelineScheduler(settings)
-    scheduler.start()
-    try:
-        deadline = time.monotonic() + 240
-        while not read_status(settings).get("ok"):
-            assert time.monotonic() < deadline, "no successful scheduled run"
-            time.sleep(0.5)
-    finally:
-        scheduler.stop()
+
+    async def scheduled() -> None:
+        scheduler = PipelineScheduler(settings)
+        await scheduler.start()
+        try:
+            deadline = time.monotonic() + 240
+            while not read_status(settings).get("ok"):
+                assert time.monotonic() < deadline, "no successful scheduled run"
+                await asyncio.sleep(0.5)
+        finally:
+            await scheduler.stop()
+
+    asyncio.run(scheduled())
     assert freshness_seconds(read_status(settings)) < 240
+
+
+def test_a_run_past_its_deadline_is_stopped_and_recorded(store_env: dict[str, str]) -> None:
+    """0.1 s is less than the interpreter needs to import the pipeline: the run is always
+    late, is stopped with its process group, and the status names the setting."""
+    settings = Settings(pipeline_interval_seconds=1, pipeline_timeout_seconds=0.1)
+    scheduler = PipelineScheduler(settings)
+    code = asyncio.run(scheduler.run_once())
+    assert code is not None and code != 0
+    status = read_status(settings)
+    assert status["ok"] is False
+    assert "TIERLAKE_PIPELINE_TIMEOUT_SECONDS" in status["error"], status
+    assert scheduler.last_pid is not None
+    with pytest.raises(ProcessLookupError):
+        os.killpg(scheduler.last_pid, 0)  # the run and all it started are gone
+
+
+def test_no_run_starts_after_stop(store_env: dict[str, str]) -> None:
+    settings = Settings(pipeline_interval_seconds=1)
+
+    async def stop_then_run() -> int | None:
+        scheduler = PipelineScheduler(settings)
+        await scheduler.start()
+        await scheduler.stop()
+        return await scheduler.run_once()
+
+    assert asyncio.run(stop_then_run()) is None
+    assert read_status(settings) == {}, "no run happened"
+
+
+def test_a_second_run_is_refused_naming_the_holder(store_env: dict[str, str]) -> None:
+    settings = Settings()
+    with pipeline_lock(settings, "tierlake pipeline run (the test's)"):
+        for command in (["pipeline", "run", "--no-progress"], ["pipeline", "compact"]):
+            run = _tierlake(*command, env=store_env)
+            assert run.returncode == EXIT_LOCKED, run.stderr[-2000:]
+            [line] = run.stderr.strip().splitlines()
+            assert f"pid {os.getpid()} (tierlake pipeline run (the test's))" in line, line
+            assert "wait for it to finish" in line
+        # The scheduler skips its tick and says who holds the lock.
+        assert asyncio.run(PipelineScheduler(settings).run_once()) == EXIT_LOCKED
+    assert read_status(settings) == {}, "the refused runs wrote nothing"
+    run = _tierlake("pipeline", "run", "--no-progress", env=store_env)
+    assert run.returncode == 0, run.stderr[-2000:]
+
+
+def test_spark_without_pyspark_prints_the_exact_install_line(store_env: dict[str, str],
+                                                              tmp_path: Path) -> None:
+    hidden = tmp_path / "no-pyspark"
+    (hidden / "pyspark").mkdir(parents=True)
+    (hidden / "pyspark" / "__init__.py").write_text("raise ImportError('hidden by the test')\n")
+    path = os.pathsep.join([str(hidden), os.environ.get("PYTHONPATH", "")])
+    run = _tierlake("pipeline", "jobs", "--engine", "spark", "--no-progress",
+                    env={**store_env, "PYTHONPATH": path})
+    assert run.returncode == 1
+    assert "pip install 'tierlake[spark]'" in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr
 
 
 def test_small_changes_wait_in_the_log_until_compacted(store_env: dict[str, str]) -> None:

@@ -55,6 +55,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     install_error_handlers(app)
     for module in (health, catalogue, accounts, cart, orders, admin):
         app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(health.root_router)  # /health and /ready, as on every tier
     app.mount("/api/docs/static", StaticFiles(directory=_SWAGGER_STATIC), name="swagger")
 
     @app.get("/api/docs", include_in_schema=False)

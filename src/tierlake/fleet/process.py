@@ -1,102 +1,106 @@
-"""One instance: a tier's OS process, started, health-checked and stopped.
+"""One instance: a tier's OS process on a free port, health-checked and stopped.
 
-Children get ``PR_SET_PDEATHSIG`` on Linux, so even a supervisor killed with
-SIGKILL leaves no orphan behind.
+An instance runs ``tierlake serve <tier> --port N`` (the port chosen by the OS) and dies
+with the control plane, even one killed with SIGKILL (``PR_SET_PDEATHSIG``).
 """
 
 from __future__ import annotations
 
-import ctypes
-import os
-import signal
+import asyncio
+import contextlib
 import socket
-import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 
 import httpx
 import structlog
 
+from tierlake.fleet.lifeline import die_with_parent
+from tierlake.fleet.tiers import Tier
+
 log = structlog.get_logger(__name__)
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
-def port_free(host: str, port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
+class InstanceStartError(RuntimeError):
+    """An instance exited or stayed unhealthy while starting."""
 
 
 def free_port(host: str = "127.0.0.1") -> int:
+    """A port the OS says is free now."""
     with socket.socket() as s:
         s.bind((host, 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
-@dataclass
 class Instance:
-    """A tier process: ``tierlake serve <tier> --port N`` with its environment."""
+    """A tier process: started, health-checked, stopped."""
 
-    tier: str
-    host: str
-    port: int
-    env: dict[str, str] = field(default_factory=dict)
-    health_path: str = "/health"
-    proc: subprocess.Popen[bytes] | None = None
-    restarts: int = 0
+    def __init__(self, tier: Tier, host: str, env: dict[str, str]) -> None:
+        self.tier, self.host, self.env = tier, host, env
+        self.port = free_port(host)
+        self.proc: asyncio.subprocess.Process | None = None
+        self.started_at = 0.0
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def start(self) -> None:
-        cmd = [sys.executable, "-m", "tierlake", "serve", self.tier,
-               "--host", self.host, "--port", str(self.port)]
-        self.proc = subprocess.Popen(
-            cmd, env={**os.environ, **self.env},
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
-        )
-        log.info("instance.started", tier=self.tier, pid=self.proc.pid, url=self.url)
+    @property
+    def target(self) -> tuple[str, int]:
+        return (self.host, self.port)
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    async def start(self) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tierlake", "serve", self.tier.name,
+            "--host", self.host, "--port", str(self.port),
+            env=self.env, preexec_fn=die_with_parent,  # noqa: PLW1509 - no thread forks here
+            # Its own session: a Ctrl-C at the terminal reaches the control plane only, which
+            # stops the instances in order (web before app) instead of all at once.
+            start_new_session=True)
+        self.started_at = time.monotonic()
+        log.info("instance.started", tier=self.tier.name, pid=self.proc.pid, url=self.url)
 
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self.proc is not None and self.proc.returncode is None
 
-    def wait_healthy(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.alive():
-                code = self.proc.returncode if self.proc else None
-                raise RuntimeError(f"the {self.tier} tier exited with code {code} while starting; "
-                                   "its log lines above say why")
-            try:
-                if httpx.get(self.url + self.health_path, timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"the {self.tier} tier did not answer {self.health_path} "
-                           f"within {timeout:.0f} s")
-
-    def stop(self, grace: float = 10.0) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
+    async def healthy(self, client: httpx.AsyncClient) -> bool:
         try:
-            self.proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            log.warning("instance.kill", tier=self.tier, pid=self.proc.pid)
-            self.proc.kill()
-            self.proc.wait()
-        log.info("instance.stopped", tier=self.tier, pid=self.proc.pid)
+            r = await client.get(self.url + self.tier.health_path, timeout=2.0)
+        except httpx.HTTPError:
+            return False
+        return r.status_code == 200
+
+    async def wait_healthy(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        async with httpx.AsyncClient() as client:
+            while time.monotonic() < deadline:
+                if not self.alive():
+                    code = self.proc.returncode if self.proc else None
+                    raise InstanceStartError(
+                        f"the {self.tier.name} tier exited with code {code} while starting; "
+                        "its log lines above say why")
+                if await self.healthy(client):
+                    return
+                await asyncio.sleep(0.1)
+        raise InstanceStartError(f"the {self.tier.name} tier did not answer "
+                                 f"{self.tier.health_path} within {timeout:.0f} s")
+
+    async def stop(self, grace: float = 10.0) -> None:
+        proc = self.proc
+        if proc is None or proc.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), grace)
+        except TimeoutError:
+            log.warning("instance.kill", tier=self.tier.name, pid=proc.pid)
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+        log.info("instance.stopped", tier=self.tier.name, pid=proc.pid)

@@ -1,80 +1,136 @@
-"""The control plane behind `tierlake up`: it owns the tiers' processes.
+"""The control plane behind `tierlake up`: one asyncio loop owning every component.
 
-Starts the app tier, waits until it is ready, starts the web tier pointed at
-it, replaces an instance that dies (with a back-off), and runs the analytics
-pipeline on its schedule. SIGINT/SIGTERM stop everything: the pipeline, then
-the web tier, then the app tier, each given a grace period to finish.
+A component has one lifecycle, ``await start()`` then ``await stop()``. The control plane
+starts them in dependency order (for each tier of :data:`~tierlake.fleet.tiers.TIERS`: its
+listener on the configured port, then its instance group on free ports; the pipeline
+scheduler last) and stops them in reverse, on SIGINT/SIGTERM or when one fails to start.
+A component that fails to start ends `tierlake up` with one line naming the fix, after
+every component already started has been stopped.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
 import signal
-import threading
-import time
+from collections.abc import Callable
+from functools import partial
+from typing import Protocol
 
 import structlog
 
 from tierlake.config import Settings
-from tierlake.errors import ConfigError
-from tierlake.fleet.process import Instance, port_free
+from tierlake.errors import ConfigError, TierlakeError
+from tierlake.fleet.group import InstanceGroup
+from tierlake.fleet.listener import Listener
+from tierlake.fleet.process import InstanceStartError
+from tierlake.fleet.tiers import TIERS, Tier
 from tierlake.pipeline.scheduler import PipelineScheduler
 
 log = structlog.get_logger(__name__)
 
 
+class Component(Protocol):
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class StartupError(TierlakeError):
+    """A component could not start; the message names the fix."""
+
+
 class Supervisor:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._stop = threading.Event()
-        self.app = Instance("app", settings.host, settings.app_port, health_path="/api/v1/ready")
-        self.web = Instance("web", settings.host, settings.web_port,
-                            env={"TIERLAKE_APP_URL": self.app.url})
-        self.instances = [self.app, self.web]
+        self.listeners: dict[str, Listener] = {}
+        self.groups: dict[str, InstanceGroup] = {}
+        self.components: list[Component] = []
+        for tier in TIERS.values():
+            listener = Listener(tier.name, settings.host, tier.listener_port(settings))
+            group = InstanceGroup(
+                tier, settings.host, listener, partial(self._env, tier),
+                size=settings.control_instances,
+                start_timeout=settings.control_start_timeout_seconds,
+                healthy_reset=settings.control_healthy_reset_seconds)
+            self.listeners[tier.name], self.groups[tier.name] = listener, group
+            self.components += [_ListenerComponent(listener, tier.port_variable), group]
         self.scheduler = PipelineScheduler(settings)
+        self.components.append(self.scheduler)
+        self._started: list[Component] = []
 
-    def check_ports(self) -> None:
-        for inst, var in ((self.app, "TIERLAKE_APP_PORT"), (self.web, "TIERLAKE_WEB_PORT")):
-            if not port_free(inst.host, inst.port):
-                raise ConfigError(
-                    f"port {inst.port} on {inst.host} is in use (wanted by the {inst.tier} tier); "
-                    f"stop the other process or choose another port with {var}=<port>")
+    def _env(self, tier: Tier) -> dict[str, str]:
+        """An instance's environment: ours, and the listener URL of the tier it calls."""
+        env = {**os.environ}
+        if tier.calls:
+            called, variable = tier.calls
+            env[variable] = self.listeners[called].url
+        return env
 
-    def start(self) -> None:
-        self.check_ports()
-        for inst in self.instances:
-            inst.start()
-            inst.wait_healthy()
+    def url(self, tier: str) -> str:
+        return self.listeners[tier].url
 
-    def run(self, on_ready=None) -> None:  # type: ignore[no-untyped-def]
+    def run(self, on_ready: Callable[[], None] | None = None) -> None:
         """Start everything and supervise until SIGINT/SIGTERM."""
+        asyncio.run(self._main(on_ready))
+
+    async def _main(self, on_ready: Callable[[], None] | None) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: self._stop.set())
+            loop.add_signal_handler(sig, stop.set)
         try:
-            self.start()
-            self.scheduler.start()
-            if on_ready:
-                on_ready()
-            while not self._stop.wait(0.5):
-                self._replace_dead()
+            starting = asyncio.create_task(self._start_all())
+            stopped = asyncio.create_task(stop.wait())
+            await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if starting.done():
+                starting.result()  # raises a start-up failure
+                if on_ready is not None:
+                    on_ready()
+                await stopped
+            else:
+                starting.cancel()
+                await asyncio.gather(starting, return_exceptions=True)
+                stopped.cancel()
         finally:
-            self.stop()
+            await self._stop_all()
 
-    def _replace_dead(self) -> None:
-        for inst in self.instances:
-            if inst.alive() or self._stop.is_set():
-                continue
-            code = inst.proc.returncode if inst.proc else None
-            inst.restarts += 1
-            delay = min(30.0, 0.5 * 2 ** min(inst.restarts, 6))
-            log.warning("instance.died", tier=inst.tier, code=code, restart_in_s=delay,
-                        restarts=inst.restarts)
-            if self._stop.wait(delay):
-                return
-            inst.start()
+    async def _start_all(self) -> None:
+        for component in self.components:
+            self._started.append(component)
+            try:
+                await component.start()
+            except InstanceStartError as exc:
+                raise StartupError(str(exc)) from exc
+            log.info("component.started", name=component.name)
 
-    def stop(self) -> None:
-        self._stop.set()
-        self.scheduler.stop()
-        for inst in reversed(self.instances):
-            inst.stop()
-        time.sleep(0)  # let log lines flush in order
+    async def _stop_all(self) -> None:
+        while self._started:
+            component = self._started.pop()
+            try:
+                await component.stop()
+            except Exception as exc:  # noqa: BLE001 - stop the others all the same
+                log.error("component.stop_failed", name=component.name, error=str(exc))
+            log.info("component.stopped", name=component.name)
+
+
+class _ListenerComponent:
+    """A listener whose port, when taken, is a one-line error naming its setting."""
+
+    def __init__(self, listener: Listener, variable: str) -> None:
+        self.listener, self.variable = listener, variable
+        self.name = f"{listener.name} listener"
+
+    async def start(self) -> None:
+        try:
+            await self.listener.start()
+        except OSError as exc:
+            raise ConfigError(
+                f"port {self.listener.port} on {self.listener.host} is in use (wanted by the "
+                f"{self.listener.name} tier's listener: {exc.strerror}); stop the other "
+                f"process or choose another port with {self.variable}=<port>") from exc
+
+    async def stop(self) -> None:
+        await self.listener.stop()

@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
+from rich.measure import Measurement
 from rich.table import Table
 
 from tierlake.pipeline.status import freshness_seconds
@@ -28,6 +30,22 @@ def _size(n: float) -> str:
     return f"{n:.1f} TiB"
 
 
+def _print_table(console: Console, table: Table) -> None:
+    """A table fitted to a terminal; to a pipe or a file, at its natural width (nothing
+    wrapped or cut, so `db/carts` stays whole for grep and for a reader)."""
+    if console.is_terminal:
+        console.print(table)
+        return
+    wide = console.options.update(width=10_000, max_width=10_000)
+    natural = Measurement.get(console, wide, table).maximum
+    width = console.width
+    console.width = max(width, natural)
+    try:
+        console.print(table)
+    finally:
+        console.width = width
+
+
 def print_summary(console: Console, info: Any) -> None:
     ext = info.extract
     if ext is not None:
@@ -39,7 +57,7 @@ def print_summary(console: Console, info: Any) -> None:
             table.add_row(f"{t.source}/{t.table}", t.mode, f"{t.rows:,}", f"{t.inserted:,}",
                           f"{t.updated:,}", f"{t.deleted:,}", f"{t.pending:,}",
                           f"{t.seconds:.2f}")
-        console.print(table)
+        _print_table(console, table)
         console.print(f"rows moved: {ext.rows:,}; clickstream files ingested: "
                       f"{ext.files_ingested:,}; lake size {_size(ext.lake_bytes)}")
         if any(t.pending for t in ext.tables):
@@ -52,7 +70,7 @@ def print_summary(console: Console, info: Any) -> None:
             table.add_column(col, justify="left" if col == "job" else "right")
         for j in info.jobs:
             table.add_row(j.name, f"{j.rows:,}", f"{j.seconds:.2f}")
-        console.print(table)
+        _print_table(console, table)
     erased = getattr(ext, "erasure", None) if ext is not None else None
     if erased is not None and erased.customers:
         console.print(f"erasure: {len(erased.customers):,} deleted accounts' personal data "
@@ -73,7 +91,7 @@ def print_compaction(console: Console, done: list[Any]) -> None:
     for c in done:
         table.add_row(c.table, f"{c.merged:,}", f"{c.inserted:,}", f"{c.updated:,}",
                       f"{c.deleted:,}", str(c.version), f"{c.seconds:.2f}")
-    console.print(table)
+    _print_table(console, table)
 
 
 def print_status(console: Console, tables: list[Any], status: dict[str, Any]) -> None:
@@ -97,7 +115,7 @@ def print_status(console: Console, tables: list[Any], status: dict[str, Any]) ->
             view = waiting = oldest = ""
         table.add_row(info.zone, info.name, str(info.version), rows, view, waiting, oldest,
                       _age(age))
-    console.print(table)
+    _print_table(console, table)
     if any(t.waiting_rows for t in tables):
         console.print("rows: what the Delta table holds (what a plain Delta reader sees); "
                       "with log: what tierlake's readers see, the changes 'not merged' applied. "
@@ -111,7 +129,8 @@ def print_status(console: Console, tables: list[Any], status: dict[str, Any]) ->
     if not status or "ok" not in status:
         console.print("No pipeline run yet: run `tierlake pipeline run`.")
         return
-    outcome = "[green]ok[/]" if status.get("ok") else f"[red]failed[/]: {status.get('error')}"
+    error = escape(str(status.get("error")))
+    outcome = "[green]ok[/]" if status.get("ok") else f"[red]failed[/]: {error}"
     console.print(f"last run: {outcome} ({status.get('engine')}, {status.get('seconds')} s, "
                   f"finished {status.get('finished_at')})")
     console.print(f"freshness: last successful run {_age(freshness_seconds(status))}")
@@ -127,6 +146,6 @@ def print_vacuum(console: Console, done: list[Any], *, dry_run: bool,
     for v in done:
         table.add_row(v.table, f"{v.files:,}", _size(v.bytes),
                       "" if v.checkpoint is None else f"v{v.checkpoint}", f"{v.seconds:.2f}")
-    console.print(table)
+    _print_table(console, table)
     console.print(f"{verb} {sum(v.files for v in done):,} files, "
                   f"{_size(sum(v.bytes for v in done))} over {len(done)} tables")

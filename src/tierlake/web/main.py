@@ -108,17 +108,21 @@ async def _server_error(request: Request, exc: Exception) -> Response:
 
 
 async def _health(_: Request) -> Response:
-    return JSONResponse({"status": "ok", "tier": "web"})
+    """The process answers (no dependency touched): what a load balancer checks."""
+    return JSONResponse({"status": "ok"})
 
 
 async def _ready(request: Request) -> Response:
-    """Ready when the app tier behind this web instance answers its own /ready."""
+    """Ready when the app tier behind this web instance answers its own /ready. The body
+    names the failed dependency, never its address (that goes to the log)."""
     try:
         await request.app.state.api.get("/ready")
     except (AppTierUnavailableError, ApiError) as exc:
-        return JSONResponse({"status": "unavailable", "tier": "web",
-                             "error": str(exc)[:300]}, 503)
-    return JSONResponse({"status": "ok", "tier": "web"})
+        log.warning("web.not_ready", dependency="app", error=str(exc)[:300])
+        return JSONResponse({"status": "unavailable", "checks": {"app": {
+            "ok": False, "error": "the app tier is not ready; the web tier's log says why"}}},
+            503)
+    return JSONResponse({"status": "ok", "checks": {"app": {"ok": True}}})
 
 
 async def _favicon(_: Request) -> Response:

@@ -1,30 +1,43 @@
-"""Liveness and readiness, for load-balancer health checks."""
+"""Liveness and readiness of the app tier.
+
+``/health``: the process answers (no dependency touched), for load balancers.
+``/ready``: the dependencies answer (the database), 503 when one does not, for operators.
+Neither reveals configuration: no URL, no path, no backend name; a failure's detail goes to
+the log, the body says which dependency failed.
+"""
 
 from __future__ import annotations
 
+import structlog
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from tierlake.app.deps import DB
-from tierlake.data.db import safe_url
 
+log = structlog.get_logger(__name__)
 router = APIRouter(tags=["health"])
+# The same two checks at the root, where every tier answers them (not in the API schema).
+root_router = APIRouter(include_in_schema=False)
 
 
 @router.get("/health")
+@root_router.get("/health")
 def health() -> dict[str, str]:
     """The process is up (does not touch the database)."""
     return {"status": "ok"}
 
 
 @router.get("/ready")
+@root_router.get("/ready")
 def ready(db: DB) -> JSONResponse:
     """The process can serve: the database answers. 503 otherwise."""
     try:
         with db.read() as s:
             s.execute(text("SELECT 1"))
-    except Exception as exc:  # any failure means "not ready"; the reason goes in the body
-        return JSONResponse({"status": "unavailable", "database": db.backend,
-                             "error": f"{type(exc).__name__}: {str(exc)[:200]}"}, 503)
-    return JSONResponse({"status": "ok", "database": db.backend, "url": safe_url(db.url)})
+    except Exception as exc:  # any failure means "not ready"; the detail goes to the log only
+        log.warning("app.not_ready", dependency="database", error=str(exc)[:500])
+        return JSONResponse({"status": "unavailable", "checks": {"database": {
+            "ok": False, "error": f"the database did not answer ({type(exc).__name__}); "
+                                  "the app tier's log says why"}}}, 503)
+    return JSONResponse({"status": "ok", "checks": {"database": {"ok": True}}})
