@@ -6,7 +6,7 @@ import dataclasses
 import json
 import sys
 from contextlib import contextmanager
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import structlog
 import typer
@@ -17,6 +17,9 @@ from tierlake import __version__
 from tierlake.config import DEFAULT_ADMIN_PASSWORD, Settings, get_settings
 from tierlake.errors import TierlakeError
 from tierlake.logging import configure_logging
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
 
 app = typer.Typer(
     help="tierlake: the classic AWS web + analytics system on one machine or many.",
@@ -60,7 +63,7 @@ def _settings(component: str = "cli") -> Settings:
 
 
 @contextmanager
-def _database(settings: Settings):  # type: ignore[no-untyped-def]
+def _database(settings: Settings):
     """The store's database; connection failures become one-line errors naming the fix."""
     from tierlake.data.db import Database
 
@@ -126,6 +129,7 @@ def serve(
     import uvicorn
 
     settings = _settings(tier)
+    asgi: Starlette
     if tier == "app":
         from tierlake.app.main import create_app as create_api
 
@@ -274,8 +278,8 @@ def pipeline_status() -> None:
         todo = current.pending(lake, t.name) if t.zone == "current" else None
         if todo is not None and todo.paths:  # rows as readers see them, changes applied
             pending[t.name] = todo.rows
-            t = dataclasses.replace(t, rows=current.read_keys(
-                lake, t.name, todo.key(t.name), versioned=todo.versioned).num_rows)
+            keys = current.read_keys(lake, t.name, todo.key(t.name), versioned=todo.versioned)
+            t = dataclasses.replace(t, rows=keys.num_rows if keys is not None else t.rows)
         tables.append(t)
     print_status(out, tables, read_status(settings), pending)
 

@@ -45,7 +45,7 @@ class Supervisor:
             inst.start()
             inst.wait_healthy()
 
-    def run(self, on_ready=None) -> None:  # type: ignore[no-untyped-def]
+    def run(self, on_ready=None) -> None:
         """Start everything and supervise until SIGINT/SIGTERM."""
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: self._stop.set())
