@@ -65,7 +65,7 @@ from tierlake.errors import TierlakeError
 
 log = structlog.get_logger(__name__)
 
-DEMO_PASSWORD = "demo-password"  # noqa: S105 - the documented demo customers' password
+DEMO_PASSWORD = "demo-password"  # the documented demo customers' password
 CHUNK_ORDERS = 10_000
 CLICK_BATCH = 2_500
 INSERT_ROWS = 5_000

@@ -66,7 +66,7 @@ class Instance:
                "--host", self.host, "--port", str(self.port)]
         self.proc = subprocess.Popen(
             cmd, env={**os.environ, **self.env},
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
         log.info("instance.started", tier=self.tier, pid=self.proc.pid, url=self.url)
 

@@ -14,7 +14,7 @@ from tierlake.web.client import ApiClient
 from tierlake.web.session import Auth, WebContext
 
 
-class LoginRequired(Exception):  # noqa: N818 - a control-flow signal, not an error
+class LoginRequired(Exception):  # a control-flow signal, not an error
     """Raised by a page that needs a logged-in customer; becomes a redirect to /login."""
 
     def __init__(self, next_path: str) -> None:

@@ -79,6 +79,6 @@ def record_request(
         try:
             event_log.record(make_event(kind, **common, **fields))
             count += 1
-        except Exception:  # noqa: BLE001 - analytics must never break a page
+        except Exception:  # logged: analytics must never break a page
             log.exception("clickstream.record_failed", event_type=kind)
     return count

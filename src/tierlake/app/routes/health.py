@@ -24,7 +24,7 @@ def ready(db: DB) -> JSONResponse:
     try:
         with db.read() as s:
             s.execute(text("SELECT 1"))
-    except Exception as exc:  # any failure means "not ready"; the reason goes in the body
+    except Exception as exc:  # noqa: BLE001 - any failure is "not ready"; the reason goes in the body
         return JSONResponse({"status": "unavailable", "database": db.backend,
                              "error": f"{type(exc).__name__}: {str(exc)[:200]}"}, 503)
     return JSONResponse({"status": "ok", "database": db.backend, "url": safe_url(db.url)})
