@@ -91,6 +91,7 @@ def test_the_whole_pipeline_runs_on_s3(s3_lake: Lake, tmp_path: Path) -> None:
     run_pipeline(settings, progress=False)
     assert s3_lake.table("current", "orders").version() == version  # type: ignore[union-attr]
     sales = s3_lake.read_arrow("curated", "daily_sales")
-    # The cancelled orders leave sales: each one once per category of its lines.
+    # The cancelled orders leave sales: each one once per category of its lines (with
+    # lake_helpers' seed, 12 (order, category) pairs: more than one per order).
     after = sum(sales["orders"].to_pylist())
     assert after == sold_order_categories(store) < before

@@ -9,7 +9,7 @@ Rules every table keeps, so the analytics extract can be incremental:
   (a retired product keeps its order lines; a deleted customer is anonymised
   and keeps ``deleted_at``), so the change is an ordinary update.
 * Rows that are really deleted (cart lines, carts, login sessions) leave a
-  tombstone in ``deleted_rows`` in the same transaction (see ``tombstones.py``),
+  tombstone in ``deleted_rows`` in the same transaction (``db.py``'s delete listener),
   so a later extract sees the delete.
 
 Money is integer cents; stock is an integer count.
