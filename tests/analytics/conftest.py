@@ -87,7 +87,9 @@ def spark_engine() -> Iterator[Engine]:
         _missing("Spark needs Java 17: apt-get install -y openjdk-17-jre-headless")
     from tierlake.analytics.engines.spark import SparkEngine
 
-    with SparkEngine("local[2]") as engine:
+    # Two shuffle partitions for two cores: the test data are small (Spark's 200, or the
+    # engine's 8, only add tasks).
+    with SparkEngine("local[2]", shuffle_partitions=2) as engine:
         yield engine
 
 
