@@ -37,5 +37,6 @@ test: venv lint ## Lint, then run the tests (PYTEST_ARGS passes options to pytes
 		echo "error: pytest collected no tests (exit 5): check the paths, -k and -m" >&2; fi; \
 	exit $$rc
 
-lint: venv ## Check the code with ruff
+lint: venv ## Check the code: ruff on src, tests and bench, then mypy on src
 	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/python -m mypy src

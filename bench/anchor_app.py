@@ -136,7 +136,7 @@ class Store:
                     c.execute("ROLLBACK")
             else:
                 c.rollback()
-        except Exception:
+        except Exception:  # noqa: BLE001 - a connection that cannot roll back is dropped
             self.drop()
 
     def transient(self, exc: BaseException) -> bool:

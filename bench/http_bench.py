@@ -83,7 +83,7 @@ def http(method: str, url: str, body: dict | None = None, headers: dict | None =
     req = urllib.request.Request(url, data=data, method=method, headers={
         "Content-Type": "application/json", **(headers or {})})
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - loopback
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # loopback only
             return resp.status, _decode(resp.read())
     except urllib.error.HTTPError as exc:
         return exc.code, _decode(exc.read())
@@ -477,7 +477,7 @@ def machine() -> dict:
                 "uvloop", "httptools"):
         try:
             versions[mod] = __import__(mod).__version__
-        except Exception:
+        except (ImportError, AttributeError):
             versions[mod] = None
     import sqlite3
 

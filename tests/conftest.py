@@ -4,7 +4,10 @@ Environment:
 
 * ``TIERLAKE_TEST_DATABASES``: backends ``database_url``/``db`` run on, comma
   separated (default ``sqlite,mariadb,postgresql``).
-* ``TIERLAKE_REQUIRE_SERVICES=1``: a missing server binary fails instead of skipping.
+* ``TIERLAKE_TEST_ENGINES``: analytics engines the job tests run on, comma separated
+  (default ``duckdb,spark``; see tests/analytics/conftest.py).
+* ``TIERLAKE_REQUIRE_SERVICES=1``: a missing server binary (or Java, PySpark) fails
+  instead of skipping.
 
 Tests never see the developer's ``tierlake.toml`` nor ``TIERLAKE_*`` variables.
 """
@@ -27,7 +30,8 @@ from tierlake.data.schema import STORE_TABLES, Base
 
 BACKENDS = ("sqlite", "mariadb", "postgresql")
 # Variables that steer the test run itself; every other TIERLAKE_* is removed.
-TEST_CONTROLS = ("TIERLAKE_TEST_DATABASES", "TIERLAKE_REQUIRE_SERVICES", "TIERLAKE_PG_BINDIR")
+TEST_CONTROLS = ("TIERLAKE_TEST_DATABASES", "TIERLAKE_TEST_ENGINES", "TIERLAKE_REQUIRE_SERVICES",
+                 "TIERLAKE_PG_BINDIR")
 
 
 def _selected_backends() -> list[str]:

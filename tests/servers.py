@@ -197,7 +197,7 @@ class Server:
             try:
                 if self.ready():
                     return True
-            except Exception as exc:  # still starting, most likely
+            except Exception as exc:  # noqa: BLE001 - still starting, most likely; kept for the error
                 not_ready = exc
             time.sleep(0.05)
         raise ServerError(

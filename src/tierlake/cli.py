@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from contextlib import contextmanager
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import structlog
 import typer
@@ -17,6 +17,9 @@ from tierlake import __version__
 from tierlake.config import DEFAULT_ADMIN_PASSWORD, Settings, get_settings
 from tierlake.errors import TierlakeError
 from tierlake.logging import configure_logging
+
+if TYPE_CHECKING:
+    from tierlake.data.db import Database
 
 app = typer.Typer(
     help="tierlake: the classic AWS web + analytics system on one machine or many.",
@@ -61,7 +64,7 @@ def _settings(component: str = "cli") -> Settings:
 
 
 @contextmanager
-def _database(settings: Settings):  # type: ignore[no-untyped-def]
+def _database(settings: Settings):
     """The store's database; connection failures become one-line errors naming the fix."""
     from tierlake.data.db import Database
 
@@ -74,7 +77,7 @@ def _database(settings: Settings):  # type: ignore[no-untyped-def]
         db.dispose()
 
 
-def _demo_shoppers(db, count: int = 2) -> list[str]:  # type: ignore[no-untyped-def]
+def _demo_shoppers(db: Database, count: int = 2) -> list[str]:
     """E-mails of ``count`` seeded customers whose password is the demo password."""
     from sqlalchemy import select
 

@@ -23,8 +23,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-DEFAULT_SECRET = "tierlake-local-development-secret"  # noqa: S105 - refused outside local mode
-DEFAULT_ADMIN_PASSWORD = "admin-password"  # noqa: S105 - refused outside local mode
+DEFAULT_SECRET = "tierlake-local-development-secret"  # refused outside local mode
+DEFAULT_ADMIN_PASSWORD = "admin-password"  # refused outside local mode
 
 
 def _config_file() -> Path:

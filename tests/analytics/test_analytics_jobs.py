@@ -1,13 +1,13 @@
-"""The jobs on DuckDB give the store's own answers, and fail naming the job and input.
+"""The jobs give the store's own answers on every engine, and fail naming the job and input.
 
 TRUTH: each curated table is checked against an independent computation: plain SQL on
-the seeded store database, or Python over the delivered clickstream files.
+the seeded store database, or Python over the delivered clickstream files. Every test runs
+once per engine of ``TIERLAKE_TEST_ENGINES`` (the ``engine`` and ``curated`` fixtures).
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -18,31 +18,14 @@ import pytest
 from analytics_lake import Lake
 from sqlalchemy import text
 
-from tierlake.analytics.engines.duckdb import DuckDBEngine
+from tierlake.analytics.engines.base import Engine
 from tierlake.analytics.errors import JobError
 from tierlake.analytics.jobs import JOBS, get_job
-from tierlake.analytics.runner import JobInfo, run_jobs
+from tierlake.analytics.runner import run_jobs
 from tierlake.errors import TierlakeError
 from tierlake.web.clickstream import iter_events
 
 NOT_CANCELLED = "o.status != 'cancelled'"
-# ibis 12's DuckDB backend calls a DuckDB 2.0 deprecated method; not ours to fix.
-pytestmark = pytest.mark.filterwarnings("ignore:fetch_arrow_table:DeprecationWarning")
-
-
-@pytest.fixture(scope="module")
-def engine() -> Iterator[DuckDBEngine]:
-    with DuckDBEngine() as eng:
-        yield eng
-
-
-@pytest.fixture(scope="module")
-def curated(engine: DuckDBEngine, lake: Lake) -> dict[str, pa.Table]:
-    out: dict[str, pa.Table] = {}
-    infos = run_jobs(engine, lake.files, write=out.__setitem__, progress=False)
-    assert [i.name for i in infos] == [j.name for j in JOBS]
-    assert all(isinstance(i, JobInfo) and i.rows == out[i.name].num_rows for i in infos)
-    return out
 
 
 def sql(lake: Lake, query: str) -> list[tuple]:
@@ -186,7 +169,7 @@ def test_funnel_counts_equal_python_over_the_event_files(curated, lake: Lake) ->
         assert rate == half_up(bought, n)
 
 
-def test_funnel_ignores_purchases_of_unknown_orders(engine: DuckDBEngine, lake: Lake,
+def test_funnel_ignores_purchases_of_unknown_orders(engine: Engine, lake: Lake,
                                                    curated) -> None:
     clicks = pa.concat_tables(pq.read_table(f) for f in lake.files["clickstream"])
     purchase = clicks.filter(pc.equal(clicks["event_type"], "purchase")).slice(0, 1)
@@ -219,7 +202,7 @@ def test_traffic_and_top_pages_equal_python(curated, lake: Lake) -> None:
                                                       "views"))
 
 
-def test_arrow_inputs_give_the_same_result(engine: DuckDBEngine, lake: Lake, curated) -> None:
+def test_arrow_inputs_give_the_same_result(engine: Engine, lake: Lake, curated) -> None:
     inputs: dict[str, list[str] | pa.Table] = dict(lake.files)
     inputs["orders"] = pa.concat_tables(pq.read_table(f) for f in lake.files["orders"])
     out: dict[str, pa.Table] = {}
@@ -227,12 +210,12 @@ def test_arrow_inputs_give_the_same_result(engine: DuckDBEngine, lake: Lake, cur
     assert out["cohort_retention"].equals(curated["cohort_retention"])
 
 
-def test_progress_bar_runs(engine: DuckDBEngine, lake: Lake, capsys) -> None:
+def test_progress_bar_runs(engine: Engine, lake: Lake, capsys) -> None:
     infos = run_jobs(engine, lake.files, jobs=[get_job("funnel")], write=lambda n, t: None)
     assert [i.name for i in infos] == ["funnel"] and infos[0].seconds >= 0
 
 
-def test_missing_input_table_names_job_and_input(engine: DuckDBEngine, lake: Lake) -> None:
+def test_missing_input_table_names_job_and_input(engine: Engine, lake: Lake) -> None:
     inputs = {k: v for k, v in lake.files.items() if k != "order_lines"}
     with pytest.raises(JobError) as err:
         run_jobs(engine, inputs, jobs=["daily_sales"], write=lambda n, t: None, progress=False)
@@ -241,7 +224,7 @@ def test_missing_input_table_names_job_and_input(engine: DuckDBEngine, lake: Lak
     assert isinstance(err.value, TierlakeError)
 
 
-def test_missing_column_names_job_input_and_column(engine: DuckDBEngine, lake: Lake,
+def test_missing_column_names_job_input_and_column(engine: Engine, lake: Lake,
                                                     tmp_path) -> None:
     broken = tmp_path / "orders.parquet"
     orders = pa.concat_tables(pq.read_table(f) for f in lake.files["orders"])
@@ -253,7 +236,7 @@ def test_missing_column_names_job_input_and_column(engine: DuckDBEngine, lake: L
     assert "placed_at" in str(err.value)
 
 
-def test_unreadable_input_and_unknown_job(engine: DuckDBEngine, lake: Lake, tmp_path) -> None:
+def test_unreadable_input_and_unknown_job(engine: Engine, lake: Lake, tmp_path) -> None:
     bad = tmp_path / "clicks.parquet"
     bad.write_text("not parquet")
     with pytest.raises(JobError) as err:
@@ -264,7 +247,7 @@ def test_unreadable_input_and_unknown_job(engine: DuckDBEngine, lake: Lake, tmp_
         get_job("nope")
 
 
-def test_hive_partitioned_files_keep_string_partition_values(engine: DuckDBEngine,
+def test_hive_partitioned_files_keep_string_partition_values(engine: Engine,
                                                              tmp_path) -> None:
     files = []
     for dt in ("2025-01-01", "2025-01-02"):

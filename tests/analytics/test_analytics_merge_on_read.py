@@ -1,13 +1,15 @@
 """Merge-on-read: the jobs read a store table as its base plus the changes not merged yet,
-and see exactly what the lake's own reader (and a compaction) would."""
+and see exactly what the lake's own reader (and a compaction) would, on every engine."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
 from analytics_lake import LoggedLake
 
-from tierlake.analytics.engines.duckdb import DuckDBEngine
+from tierlake.analytics.engines.base import Engine
 from tierlake.analytics.jobs import JOBS
 from tierlake.analytics.merge_on_read import LoggedTable
 from tierlake.analytics.runner import _load, run_jobs
@@ -15,10 +17,9 @@ from tierlake.lake import current
 from tierlake.pipeline.run import job_inputs
 
 NEEDED = {name for job in JOBS for name in job.inputs}
-pytestmark = pytest.mark.filterwarnings("ignore:fetch_arrow_table:DeprecationWarning")
 
 
-def engine_view(engine, logged: LoggedLake, name: str) -> pa.Table:  # type: ignore[no-untyped-def]
+def engine_view(engine: Engine, logged: LoggedLake, name: str) -> pa.Table:
     """The table as the jobs see it on ``engine``."""
     source = job_inputs(logged.lake, {name})[name]
     assert isinstance(source, LoggedTable) and source.log, f"{name}: no change log to apply"
@@ -49,24 +50,27 @@ def test_the_changes_wait_in_the_log(logged_lake: LoggedLake) -> None:
             f"{name}: the log changes nothing, so this test would prove nothing")
 
 
-def test_duckdb_applies_the_log_as_the_lake_does(logged_lake: LoggedLake) -> None:
-    with DuckDBEngine() as engine:
-        for name in logged_lake.changed:
-            todo = current.pending(logged_lake.lake, name)
-            assert todo is not None
-            assert_same_rows(engine_view(engine, logged_lake, name),
-                             current.read(logged_lake.lake, name), todo.key(name),
-                             f"duckdb {name}")
+def test_the_engine_applies_the_log_as_the_lake_does(engine: Engine,
+                                                    logged_lake: LoggedLake) -> None:
+    """Each store table with changes not merged yet, as the engine's jobs see it, equals the
+    lake's own view."""
+    assert logged_lake.changed
+    for name in logged_lake.changed:
+        todo = current.pending(logged_lake.lake, name)
+        assert todo is not None
+        assert_same_rows(engine_view(engine, logged_lake, name),
+                         current.read(logged_lake.lake, name), todo.key(name),
+                         f"{engine.name} {name}")
 
 
 @pytest.mark.slow
-def test_compaction_changes_no_curated_figure(logged_lake: LoggedLake, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_compaction_changes_no_curated_figure(engine: Engine, logged_lake: LoggedLake,
+                                              tmp_path: Path) -> None:
     """The jobs on base + log give the figures they give once the log is merged."""
     def run() -> dict[str, pa.Table]:
         out: dict[str, pa.Table] = {}
-        with DuckDBEngine() as engine:
-            run_jobs(engine, job_inputs(logged_lake.lake, NEEDED), write=out.__setitem__,
-                     progress=False)
+        run_jobs(engine, job_inputs(logged_lake.lake, NEEDED), write=out.__setitem__,
+                 progress=False)
         return out
 
     # a copy of the lake, so the session's stays logged for the other tests
@@ -81,18 +85,18 @@ def test_compaction_changes_no_curated_figure(logged_lake: LoggedLake, tmp_path)
         info = current.compact(copy, name)
         assert info.updated + info.inserted + info.deleted > 0, name
         assert current.pending(copy, name).paths == ()  # type: ignore[union-attr]
-    after = {}
-    with DuckDBEngine() as engine:
-        inputs = job_inputs(copy, NEEDED)
-        assert not any(isinstance(v, LoggedTable) for v in inputs.values())
-        run_jobs(engine, inputs, write=after.__setitem__, progress=False)
+    after: dict[str, pa.Table] = {}
+    inputs = job_inputs(copy, NEEDED)
+    assert not any(isinstance(v, LoggedTable) for v in inputs.values())
+    run_jobs(engine, inputs, write=after.__setitem__, progress=False)
     assert before.keys() == after.keys()
     for job, table in before.items():
         assert table.num_rows > 0, job
         assert table.equals(after[job]), f"{job}: differs once the log is merged"
 
 
-def test_a_table_empty_at_its_first_load_is_read_from_its_log(logged_lake: LoggedLake) -> None:
+def test_a_table_empty_at_its_first_load_is_read_from_its_log(engine: Engine,
+                                                             logged_lake: LoggedLake) -> None:
     """A store that had no orders at its first extract: the base has no files, the orders
     are all in the log."""
     lake = logged_lake.lake
@@ -104,7 +108,6 @@ def test_a_table_empty_at_its_first_load_is_read_from_its_log(logged_lake: Logge
     want = current.latest_per_key(todo.dataset().to_table(), ["id"], versioned=True)
     want = want.filter(pa.compute.equal(want["_op"], "u")).drop_columns(
         ["_op", "_extracted_at", "_batch"])
-    with DuckDBEngine() as engine:
-        got = engine.execute(_load(engine, JOBS[0], "orders", {"orders": empty_base}))
+    got = engine.execute(_load(engine, JOBS[0], "orders", {"orders": empty_base}))
     assert want.num_rows > 0
     assert_same_rows(got, want, ["id"], "orders from the log alone")

@@ -42,7 +42,7 @@ def run_jobs(
     inputs: Inputs,
     *,
     jobs: Iterable[Job | str] | None = None,
-    write: Callable[[str, pa.Table], None],
+    write: Callable[[str, pa.Table], object],
     progress: bool = True,
 ) -> list[JobInfo]:
     """Run ``jobs`` (default: all of :data:`~tierlake.analytics.jobs.JOBS`) in order.
@@ -58,7 +58,7 @@ def run_jobs(
     with bar or nullcontext():
         task = bar.add_task("jobs", total=len(selected)) if bar else None
         for job in selected:
-            if bar:
+            if bar and task is not None:
                 bar.update(task, description=job.name)
             start = time.perf_counter()
             result = _run_one(engine, job, inputs, tables)
@@ -66,7 +66,7 @@ def run_jobs(
             infos.append(JobInfo(job.name, result.num_rows, round(time.perf_counter() - start, 3)))
             log.info("analytics.job_done", job=job.name, rows=result.num_rows,
                      seconds=infos[-1].seconds, engine=engine.name)
-            if bar:
+            if bar and task is not None:
                 bar.advance(task)
     return infos
 

@@ -33,7 +33,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     database = db or Database(settings.resolved_database_url, settings.database_pool_size)
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI):  # type: ignore[no-untyped-def]
+    async def lifespan(_: FastAPI):
         yield
         if owns_db:
             database.dispose()

@@ -77,7 +77,7 @@ def create_db_engine(url: str, pool_size: int = 10) -> Engine:
 
 def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+    def _on_connect(dbapi_conn, _record):
         # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite's own
         # transaction handling would defer it and break BEGIN IMMEDIATE).
         dbapi_conn.isolation_level = None
@@ -89,13 +89,13 @@ def _configure_sqlite(engine: Engine) -> None:
         cur.close()
 
     @event.listens_for(engine, "begin")
-    def _on_begin(conn):  # type: ignore[no-untyped-def]
+    def _on_begin(conn):
         mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
 @event.listens_for(Mapper, "after_delete")
-def _record_tombstone(mapper, connection, target):  # type: ignore[no-untyped-def]
+def _record_tombstone(mapper, connection, target):
     if isinstance(target, TOMBSTONED):
         key = ",".join(str(v) for v in mapper.primary_key_from_instance(target))
         connection.execute(

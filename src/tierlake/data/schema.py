@@ -9,7 +9,7 @@ Rules every table keeps, so the analytics extract can be incremental:
   (a retired product keeps its order lines; a deleted customer is anonymised
   and keeps ``deleted_at``), so the change is an ordinary update.
 * Rows that are really deleted (cart lines, carts, login sessions) leave a
-  tombstone in ``deleted_rows`` in the same transaction (see ``tombstones.py``),
+  tombstone in ``deleted_rows`` in the same transaction (``db.py``'s delete listener),
   so a later extract sees the delete.
 
 Money is integer cents; stock is an integer count.
@@ -58,19 +58,19 @@ class UTCDateTime(TypeDecorator[datetime]):
     impl = DateTime
     cache_ok = True
 
-    def load_dialect_impl(self, dialect):  # type: ignore[no-untyped-def]
+    def load_dialect_impl(self, dialect):
         if dialect.name in ("mysql", "mariadb"):
             return dialect.type_descriptor(mysql.DATETIME(fsp=6))
         return dialect.type_descriptor(DateTime())
 
-    def process_bind_param(self, value, dialect):  # type: ignore[no-untyped-def]
+    def process_bind_param(self, value, dialect):
         if value is None:
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to a UTC column; use datetime.now(UTC)")
         return value.astimezone(UTC).replace(tzinfo=None)
 
-    def process_result_value(self, value, dialect):  # type: ignore[no-untyped-def]
+    def process_result_value(self, value, dialect):
         if value is None:
             return None
         return value.replace(tzinfo=UTC)

@@ -65,7 +65,7 @@ from tierlake.errors import TierlakeError
 
 log = structlog.get_logger(__name__)
 
-DEMO_PASSWORD = "demo-password"  # noqa: S105 - the documented demo customers' password
+DEMO_PASSWORD = "demo-password"  # the documented demo customers' password
 CHUNK_ORDERS = 10_000
 CLICK_BATCH = 2_500
 INSERT_ROWS = 5_000
@@ -154,7 +154,7 @@ def _insert(conn: Connection, table: Table, n: int, rows: Callable[[int, int], l
 
 
 def _next_id(conn: Connection, table: str) -> int:
-    return int(conn.scalar(select(func.coalesce(func.max(T[table].c.id), 0)))) + 1
+    return int(conn.execute(select(func.coalesce(func.max(T[table].c.id), 0))).scalar_one()) + 1
 
 
 def seed_store(

@@ -58,7 +58,7 @@ class Instance:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "tierlake", "serve", self.tier.name,
             "--host", self.host, "--port", str(self.port),
-            env=self.env, preexec_fn=die_with_parent,  # noqa: PLW1509 - no thread forks here
+            env=self.env, preexec_fn=die_with_parent,
             # Its own session: a Ctrl-C at the terminal reaches the control plane only, which
             # stops the instances in order (web before app) instead of all at once.
             start_new_session=True)

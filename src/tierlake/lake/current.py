@@ -364,7 +364,7 @@ class _Counted:
         self.rows = 0
 
     def reader(self) -> pa.RecordBatchReader:
-        def batches():  # type: ignore[no-untyped-def]
+        def batches():
             for batch in self.scanner.to_batches():
                 self.rows += batch.num_rows
                 yield batch

@@ -29,6 +29,9 @@ from tierlake.lake.sources.database import DatabaseSource
 from tierlake.lake.store import Lake
 
 if TYPE_CHECKING:
+    from rich.progress import Progress as RichProgress
+    from rich.progress import TaskID
+
     from tierlake.config import Settings
 
 log = structlog.get_logger(__name__)
@@ -130,20 +133,20 @@ def run_sources(sources: list[Source], lake: Lake, *, progress: bool = False) ->
 class _RichProgress:
     """One rich progress line per table: rows moved so far."""
 
-    def __init__(self, bars: object) -> None:
+    def __init__(self, bars: RichProgress) -> None:
         self.bars = bars
-        self.tasks: dict[str, object] = {}
+        self.tasks: dict[str, TaskID] = {}
 
     def start(self, table: str) -> None:
-        self.tasks[table] = self.bars.add_task(table, total=None)  # type: ignore[attr-defined]
+        self.tasks[table] = self.bars.add_task(table, total=None)
 
     def advance(self, table: str, rows: int) -> None:
-        self.bars.advance(self.tasks[table], rows)  # type: ignore[attr-defined]
+        self.bars.advance(self.tasks[table], rows)
 
     def finish(self, table: str) -> None:
         task = self.tasks[table]
-        done = self.bars.tasks[task].completed  # type: ignore[attr-defined,index]
-        self.bars.update(task, total=max(done, 1), completed=max(done, 1))  # type: ignore
+        done = self.bars.tasks[task].completed
+        self.bars.update(task, total=max(done, 1), completed=max(done, 1))
 
 
 @contextmanager

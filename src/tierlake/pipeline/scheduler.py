@@ -69,7 +69,7 @@ class PipelineScheduler:
             sys.executable, "-m", "tierlake", "pipeline", "run", "--no-progress",
             "--supervised-by", str(os.getpid()),
             env={**os.environ, **self.env}, start_new_session=True,
-            preexec_fn=die_with_parent)  # noqa: PLW1509 - forked from the loop's thread
+            preexec_fn=die_with_parent)
         self.last_pid = proc.pid
         log.info("pipeline.run_started", pid=proc.pid)
         try:

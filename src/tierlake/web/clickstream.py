@@ -134,7 +134,7 @@ def write_delivery(
     dumps = _encode if not encoded else str
     try:
         with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write("".join(dumps(e) + "\n" for e in events))  # type: ignore[operator]
+            fh.write("".join(dumps(e) + "\n" for e in events))
             if fsync:
                 fh.flush()
                 os.fsync(fh.fileno())

@@ -14,7 +14,7 @@ from tierlake.web.client import ApiClient
 from tierlake.web.session import Auth, WebContext
 
 
-class LoginRequired(Exception):  # noqa: N818 - a control-flow signal, not an error
+class LoginRequired(Exception):  # a control-flow signal, not an error
     """Raised by a page that needs a logged-in customer; becomes a redirect to /login."""
 
     def __init__(self, next_path: str) -> None:
@@ -121,7 +121,8 @@ def parse_price(text: str) -> int | None:
         value = Decimal(cleaned)
     except InvalidOperation:
         return None
-    if not value.is_finite() or value < 0 or value.as_tuple().exponent < -2:
+    exponent = value.as_tuple().exponent  # a letter for NaN and infinity
+    if not isinstance(exponent, int) or exponent < -2 or value < 0:
         return None
     return int(value * 100)
 

@@ -160,7 +160,7 @@ def create_app(
         )
 
     @asynccontextmanager
-    async def lifespan(_: Starlette):  # type: ignore[no-untyped-def]
+    async def lifespan(_: Starlette):
         event_log.start()
         log.info("web.started", app_url=settings.resolved_app_url,
                  events_dir=str(settings.resolved_events_dir))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
@@ -45,7 +46,7 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
 def record_request(
     event_log: EventLog,
     ctx: WebContext,
-    scope: dict[str, Any],
+    scope: Mapping[str, Any],
     status: int,
     content_type: str,
 ) -> int:
@@ -74,10 +75,10 @@ def record_request(
         kind = spec.get("event_type")
         if kind not in EVENT_TYPES:
             continue
-        fields = {k: spec.get(k) for k in _FIELDS}
+        fields: dict[str, Any] = {k: spec.get(k) for k in _FIELDS}
         try:
             event_log.record(make_event(kind, **common, **fields))
             count += 1
-        except Exception:  # noqa: BLE001 - analytics must never break a page
+        except Exception:  # logged: analytics must never break a page
             log.exception("clickstream.record_failed", event_type=kind)
     return count

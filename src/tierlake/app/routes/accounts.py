@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Response
 from fastapi.security import HTTPAuthorizationCredentials
@@ -19,7 +19,7 @@ from tierlake.app.schemas import (
 from tierlake.app.services import accounts
 
 router = APIRouter(tags=["accounts"])
-UNAUTHORIZED = {401: {"model": ErrorResponse}}
+UNAUTHORIZED: dict[int | str, dict[str, Any]] = {401: {"model": ErrorResponse}}
 
 
 @router.post("/auth/register", response_model=SessionPublic, status_code=201,

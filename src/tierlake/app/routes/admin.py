@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
@@ -23,7 +23,8 @@ from tierlake.app.services import admin, catalogue
 
 router = APIRouter(prefix="/admin", tags=["admin"], responses={
     401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}})
-ERRORS = {404: {"model": ErrorResponse}, 409: {"model": ErrorResponse}}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse}, 409: {"model": ErrorResponse}}
 
 
 @router.get("/products", response_model=Page[ProductPublic])

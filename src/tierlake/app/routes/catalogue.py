@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
@@ -12,7 +12,7 @@ from tierlake.app.services import catalogue
 from tierlake.app.services.catalogue import Sort
 
 router = APIRouter(tags=["catalogue"])
-NOT_FOUND = {404: {"model": ErrorResponse}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse}}
 
 PageNo = Annotated[int, Query(ge=1, le=100_000, description="1-based page number.")]
 PageSize = Annotated[int, Query(ge=1, le=100, description="Items per page.")]

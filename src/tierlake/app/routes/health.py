@@ -35,7 +35,7 @@ def ready(db: DB) -> JSONResponse:
     try:
         with db.read() as s:
             s.execute(text("SELECT 1"))
-    except Exception as exc:  # any failure means "not ready"; the detail goes to the log only
+    except Exception as exc:  # noqa: BLE001 - any failure means "not ready"; detail to the log
         log.warning("app.not_ready", dependency="database", error=str(exc)[:500])
         return JSONResponse({"status": "unavailable", "checks": {"database": {
             "ok": False, "error": f"the database did not answer ({type(exc).__name__}); "

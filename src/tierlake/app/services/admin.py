@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, CursorResult, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -112,6 +113,7 @@ def set_stock(db: Database, ref: int, body: StockSet) -> ProductPublic:
         if product.inventory is None:
             product.inventory = Inventory(quantity=0)
             s.flush()
+        new_level: int | ColumnElement[int]
         if body.quantity is not None:
             new_level = body.quantity
             guard = Inventory.quantity >= 0
@@ -119,11 +121,11 @@ def set_stock(db: Database, ref: int, body: StockSet) -> ProductPublic:
             new_level = Inventory.quantity + body.delta
             guard = (Inventory.quantity + body.delta >= 0) & (
                 Inventory.quantity + body.delta <= MAX_STOCK)
-        changed = s.execute(
+        changed = cast(CursorResult[Any], s.execute(
             update(Inventory).where(Inventory.product_id == product.id, guard)
             .values(quantity=new_level, updated_at=now)
             .execution_options(synchronize_session=False)
-        ).rowcount
+        )).rowcount
         if changed != 1:
             raise ConflictError(
                 f"Stock of {product.name!r} would leave 0..{MAX_STOCK}; it stays at "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import Select, case, func, or_, select
 from sqlalchemy.orm import Session
@@ -70,12 +70,13 @@ def list_products(
     if category and s.scalar(select(Category.id).where(Category.slug == category)) is None:
         raise NotFoundError(f"No category {category!r}; GET /api/v1/categories lists them.")
     total = s.scalar(_filtered(select(func.count(Product.id)), category, q, include_retired)) or 0
-    order = {
+    sorts: dict[str, list[Any]] = {
         "name": [Product.name, Product.id],
         "price_asc": [Product.price_cents, Product.id],
         "price_desc": [Product.price_cents.desc(), Product.id],
         "newest": [Product.created_at.desc(), Product.id.desc()],
-    }.get(sort)
+    }
+    order = sorts.get(sort)
     if order is None:  # relevance: name matches first when searching, else by name
         order = [Product.name, Product.id]
         if q:

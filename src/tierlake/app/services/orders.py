@@ -12,8 +12,9 @@ nothing changes, and the customer is told which product is short.
 from __future__ import annotations
 
 import math
+from typing import Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -71,12 +72,12 @@ def _place(s: Session, customer_id: int, key: str, body: OrderCreate) -> OrderPu
     s.add(order)
     s.flush()  # the idempotency key's unique constraint is checked here
     for item in items:
-        taken = s.execute(
+        taken = cast(CursorResult[Any], s.execute(
             update(Inventory)
             .where(Inventory.product_id == item.product_id, Inventory.quantity >= item.quantity)
             .values(quantity=Inventory.quantity - item.quantity, updated_at=now)
             .execution_options(synchronize_session=False)
-        ).rowcount
+        )).rowcount
         if taken != 1:
             left = s.scalar(select(Inventory.quantity)
                             .where(Inventory.product_id == item.product_id)) or 0

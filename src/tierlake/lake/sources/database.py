@@ -279,7 +279,8 @@ class _TableRun:
             meta["tierlake.watermark"] = _literal(new_watermark)
         raw_write = WriteTarget(
             "raw", f"db/{spec.name}", schema.names, mode="append", metadata=meta,
-            watermark=(watermark_app_id(spec.name), new_watermark) if spec.versioned else None)
+            watermark=(None if new_watermark is None
+                       else (watermark_app_id(spec.name), new_watermark)))
         if raw is not None:
             self.info.raw_version = lake.write_many(reader, [raw_write])[0]
             return self._apply()
