@@ -87,7 +87,7 @@ def up(
     with _database(settings) as db:
         migrate.upgrade(db.engine)
         if seed:
-            from tierlake.data.seed import is_empty, seed_store
+            from tierlake.seed import is_empty, seed_store
 
             if is_empty(db):
                 out.print("Empty store: seeding a demo store (takes a few seconds)...")
@@ -152,7 +152,7 @@ def seed(
 ) -> None:
     """Fill an empty store with realistic demo data (catalogue, customers, orders, clicks)."""
     from tierlake.data import migrate
-    from tierlake.data.seed import is_empty, seed_store
+    from tierlake.seed import is_empty, seed_store
 
     settings = _settings()
     with _database(settings) as db:

@@ -8,10 +8,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tierlake.events import list_delivered, make_event, write_delivery
 from tierlake.lake import Lake
 from tierlake.lake.extract import run_sources
 from tierlake.lake.sources.clickstream import ClickstreamSource
-from tierlake.web.clickstream import list_delivered, make_event, write_delivery
 
 
 def deliver(events_dir: Path, n: int, seq: int, hour: int = 10) -> Path:

@@ -5,13 +5,13 @@ exactly once, whole. The set of files already loaded is read from the lake table
 distinct ``_source_file`` values of its current version), so it changes atomically with the
 rows: a run killed before its commit loaded nothing, and the next run loads those files
 again, once. Hidden temporary files (``.name.tmp``, a delivery in progress) are never read:
-only :func:`tierlake.web.clickstream.list_delivered` files are.
+only :func:`tierlake.events.list_delivered` files are.
 
 New files are loaded in chunks of about ``CHUNK_BYTES``: a chunk's files are parsed together
 (their bytes joined, one ``pyarrow.json`` parse, no per-line Python) and appended in one
 commit, so memory stays bounded however many files wait and each commit is a whole number
 of files. Events are parsed with the schema of
-:class:`~tierlake.web.clickstream.ClickEvent`: ``ts`` becomes ``timestamp[us, UTC]``, ids and
+:class:`~tierlake.events.ClickEvent`: ``ts`` becomes ``timestamp[us, UTC]``, ids and
 ``status`` ``int64``, the rest strings; unknown fields are ignored. Rows gain ``_source_file``
 (the path under the events directory) and ``dt`` (the delivery date from the path, the
 partition column; the event time is ``ts``). The commit also advances the app transaction
@@ -31,11 +31,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
+from tierlake.events import ClickEvent, list_delivered
 from tierlake.lake.errors import SourceError
 from tierlake.lake.sources.base import NoProgress, Progress, Source, TableExtractInfo
 from tierlake.lake.sources.column_types import UTC_US, to_utc
 from tierlake.lake.store import Lake
-from tierlake.web.clickstream import ClickEvent, list_delivered
 
 TABLE = "clickstream/events"
 APP_ID = "tierlake.clickstream"
