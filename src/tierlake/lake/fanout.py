@@ -1,7 +1,20 @@
 """The fan-out writer: one stream written into several tables, read once.
 
 :func:`write_many` hands each batch to one writer thread per table (each writes through
-``Lake.write``), through a queue per writer (:class:`_Tee`).
+``Lake.write``), through a queue per writer bounded to ``AHEAD`` batches (:class:`_Tee`):
+the producer waits while ANY writer's queue is full, so a slow writer slows the stream
+instead of letting its queue grow with the table. Memory per writer: ``AHEAD`` batches here,
+plus what its own writer holds (``files.READ_AHEAD`` batches and a row group being filled).
+
+Why that cannot deadlock: a writer's progress must never wait on another writer's pull. The
+pyarrow writer (:class:`tierlake.lake.files.FileWrite`) pulls its queue on a Python thread of
+its own, so a writer waiting on its empty queue holds nothing another writer needs.
+delta-rs's ``write_deltalake`` pulls on its runtime's worker threads instead: a pull waiting
+on an empty queue holds a worker, and another delta-rs writer's work queued behind it
+starves (commit d01649c: a producer blocked on writer A's full queue while writer B's pull
+waited on its empty one hung). So at most ONE target of a fan-out may go through
+``write_deltalake`` (``Tables.write_many`` checks it): its own pull never waits while its
+queue is full, and the other writers need no worker of delta-rs.
 """
 
 from __future__ import annotations
@@ -14,6 +27,7 @@ from typing import Any, Literal, Protocol
 
 import pyarrow as pa
 
+AHEAD = 2  # batches queued per writer, at most
 
 class Write(Protocol):
     """``Lake.write``: commit one stream into one table; its new version."""
@@ -28,8 +42,10 @@ def write_many(write: Write, data: pa.RecordBatchReader, targets: list[WriteTarg
     """Write one stream into several tables, reading it once; their new versions.
 
     Each target takes its columns of every batch and is written by its own thread
-    (delta-rs encodes and uploads without the GIL), through bounded queues, so memory
-    stays bounded and the stream is read once. If the stream fails, no target commits.
+    (pyarrow and delta-rs encode and upload without the GIL), through a queue per writer
+    of at most :data:`AHEAD` batches, so memory stays bounded whatever the writers' pace
+    and the stream is read once. At most one target may be written by ``write_deltalake``
+    (module docstring). If the stream fails, no target commits.
     Each target commits on its own, so a failure at commit time can leave some committed
     and not others: callers must recover from any subset (the extract does, see
     ``sources/database.py``).
@@ -87,31 +103,28 @@ class _FeedFailed(Exception):
 
 
 class _Tee:
-    """The queues of :func:`write_many`: one per writer, under one lock.
+    """The queues of :func:`write_many`: one per writer, each of at most ``ahead`` batches,
+    under one lock. The producer waits while any queue is full (see the module docstring
+    for why that cannot deadlock); ``peak`` keeps each queue's largest size."""
 
-    delta-rs pulls a stream on its runtime's worker threads, so a pull that waits on an
-    empty queue holds a worker, and work queued behind it (another writer's) can starve:
-    with one bounded queue per writer, a producer blocked on writer A's full queue while
-    writer B waits on its empty one deadlocked. Here the producer waits only while EVERY
-    queue holds ``ahead`` batches, so a pull never waits on a producer that is itself
-    waiting; memory stays bounded by ``ahead`` batches plus the writers' difference in pace.
-    """
-
-    def __init__(self, writers: int, ahead: int = 2) -> None:
+    def __init__(self, writers: int, ahead: int = AHEAD) -> None:
         self.cond = threading.Condition()
         self.queues: list[deque[Any]] = [deque() for _ in range(writers)]
         self.ended = [False] * writers  # writer i's thread returned (early means it failed)
         self.ahead = ahead
+        self.peak = [0] * writers
 
     def put_all(self, items: list[Any], *, wait: bool = True) -> None:
         with self.cond:
-            while wait and not any(self.ended) and all(
+            while wait and not any(self.ended) and any(
                     len(q) >= self.ahead for q in self.queues):
                 self.cond.wait()
             if wait and any(self.ended):
                 raise _FeedFailed("a writer of the stream failed")
-            for q, item in zip(self.queues, items, strict=True):
+            for i, (q, item) in enumerate(zip(self.queues, items, strict=True)):
                 q.append(item)
+                if wait:  # batches; the end of the stream (no wait) is one marker more
+                    self.peak[i] = max(self.peak[i], len(q))
             self.cond.notify_all()
 
     def get(self, i: int) -> Any:

@@ -121,7 +121,7 @@ class Tables(Storage):
         if isinstance(data, pa.RecordBatchReader) and not partition_by and can_write(data.schema):
             with self.translate_errors("write", uri):
                 existing = self.table(zone, name)
-                if existing is None or same_schema(existing, data.schema) or mode == "overwrite":
+                if _takes_files(existing, data.schema, mode):
                     return self._write_files(uri, existing, data, mode, metadata, watermark)
         failures: list[BaseException] = []  # raised by the data's producer, while streamed
         if isinstance(data, pa.RecordBatchReader):
@@ -164,7 +164,17 @@ class Tables(Storage):
 
     def write_many(self, data: pa.RecordBatchReader, targets: list[WriteTarget]) -> list[int]:
         """Write one stream into several tables, reading it once; their new versions
-        (:func:`tierlake.lake.fanout.write_many`)."""
+        (:func:`tierlake.lake.fanout.write_many`: a bounded queue per writer)."""
+        if len(targets) > 1:  # fanout's rule: one target at most pulled by delta-rs
+            schemas = [pa.schema([data.schema.field(c) for c in t.columns]) for t in targets]
+            pulled = [t.name for t, schema in zip(targets, schemas, strict=True)
+                      if not can_write(schema)
+                      or not _takes_files(self.table(t.zone, t.name), schema, t.mode)]
+            if len(pulled) > 1:
+                raise ValueError(
+                    f"write_many: {', '.join(pulled)} would all be written by write_deltalake "
+                    "(a new column or a type it converts), whose pulls can deadlock each other; "
+                    "write them one at a time")
         return fanout.write_many(self.write, data, targets)
 
     @staticmethod
@@ -173,6 +183,12 @@ class Tables(Storage):
     ) -> CommitProperties:
         txns = [Transaction(app_id=watermark[0], version=watermark[1])] if watermark else None
         return CommitProperties(custom_metadata=dict(metadata or {}), app_transactions=txns)
+
+
+def _takes_files(existing: DeltaTable | None, schema: pa.Schema, mode: str) -> bool:
+    """True if a plain stream of ``schema`` into ``existing`` is written by pyarrow
+    (``files.py``), False if it needs ``write_deltalake`` (an append with a new column)."""
+    return existing is None or mode == "overwrite" or same_schema(existing, schema)
 
 
 # delta-rs pulls batches ahead of its encoder into a queue bounded in batches, not bytes: fed
