@@ -37,6 +37,7 @@ EventType = Literal[
 ]
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_PARTITION = re.compile(r"^dt=\d{4}-\d\d-\d\d/hour=\d\d$")
 NAME = re.compile(r"^clickstream-(?P<source>.+)-(?P<stamp>\d{8}T\d{12})-(?P<seq>\d+)\.jsonl$")
 
 
@@ -97,11 +98,24 @@ def make_event(
     )
 
 
+def partition_of(when: datetime) -> str:
+    """The hour partition ``dt=YYYY-MM-DD/hour=HH`` of a delivery at ``when`` (aware)."""
+    at = when.astimezone(UTC)
+    return f"dt={at:%Y-%m-%d}/hour={at:%H}"
+
+
+def partition_start(partition: str) -> datetime:
+    """When the hour partition ``dt=YYYY-MM-DD/hour=HH`` begins (UTC)."""
+    if not _PARTITION.match(partition):
+        raise ValueError(f"not an hour partition: {partition!r} (expected dt=YYYY-MM-DD/hour=HH)")
+    return datetime.strptime(partition, "dt=%Y-%m-%d/hour=%H").replace(tzinfo=UTC)
+
+
 def delivery_path(directory: Path, delivered_at: datetime, source: str, seq: int) -> Path:
     """Where a delivery made at ``delivered_at`` (aware, UTC) lands."""
     at = delivered_at.astimezone(UTC)
     name = f"{PREFIX}-{source}-{at:%Y%m%dT%H%M%S%f}-{seq:06d}.jsonl"
-    return Path(directory) / PREFIX / f"dt={at:%Y-%m-%d}" / f"hour={at:%H}" / name
+    return Path(directory) / PREFIX / partition_of(at) / name
 
 
 def write_delivery(
@@ -155,22 +169,53 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _sort_key(path: Path) -> tuple[str, str, str, int, str]:
-    m = NAME.match(path.name)
-    assert m is not None
-    return (path.parent.parent.name, path.parent.name, m["stamp"], int(m["seq"]), m["source"])
+def delivery_key(relative: str) -> tuple[str, str, int, str]:
+    """The delivery order of a file named by a path ending ``dt=…/hour=…/<name>`` (e.g.
+    relative to the events directory): hour partition, delivery time, sequence, source."""
+    *_, day, hour, name = ["", "", *relative.split("/")]
+    partition = f"{day}/{hour}"
+    m = NAME.match(name)
+    if m is None or not _PARTITION.match(partition):
+        raise ValueError(f"not a delivered file: {relative!r}")
+    return (partition, m["stamp"], int(m["seq"]), m["source"])
 
 
-def list_delivered(directory: Path) -> list[Path]:
-    """Delivered files under ``directory`` in delivery order (temp files skipped)."""
+def list_partitions(directory: Path, *, since: str | None = None) -> list[str]:
+    """The hour partitions (``dt=…/hour=…``) under ``directory``, in order; with ``since``,
+    only that hour and later ones: the days before it are not descended into."""
     root = Path(directory) / PREFIX
-    if not root.is_dir():
+    found = []
+    for day in _subdirs(root, "dt="):
+        if since is not None and day < since[: len(day)]:
+            continue
+        found += [p for hour in _subdirs(root / day, "hour=")
+                  if _PARTITION.match(p := f"{day}/{hour}") and (since is None or p >= since)]
+    return found
+
+
+def list_partition(directory: Path, partition: str) -> list[Path]:
+    """The delivered files of one hour partition, in delivery order (temp files skipped)."""
+    folder = Path(directory) / PREFIX / partition
+    try:
+        names = [e.name for e in os.scandir(folder) if e.is_file() and NAME.match(e.name)]
+    except FileNotFoundError:
         return []
-    found = [
-        p for p in root.glob("dt=*/hour=*/*.jsonl")
-        if not p.name.startswith(".") and NAME.match(p.name)
-    ]
-    return sorted(found, key=_sort_key)
+    return [folder / n for n in sorted(names, key=lambda n: delivery_key(f"{partition}/{n}"))]
+
+
+def list_delivered(directory: Path, *, since: str | None = None) -> list[Path]:
+    """Delivered files under ``directory`` in delivery order (temp files skipped); with
+    ``since`` (an hour partition) only those of that hour and later ones."""
+    return [path for partition in list_partitions(directory, since=since)
+            for path in list_partition(directory, partition)]
+
+
+def _subdirs(folder: Path, prefix: str) -> list[str]:
+    try:
+        return sorted(e.name for e in os.scandir(folder)
+                      if e.is_dir() and e.name.startswith(prefix))
+    except FileNotFoundError:
+        return []
 
 
 def iter_events(directory: Path) -> Iterator[ClickEvent]:
