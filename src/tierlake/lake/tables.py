@@ -109,18 +109,22 @@ class Tables(Storage):
         partition_by: list[str] | None = None,
         metadata: dict[str, str] | None = None,
         watermark: tuple[str, int] | None = None,
+        table: DeltaTable | None = None,
     ) -> int:
         """Commit ``data`` as one new version (returned); nothing is committed on error.
 
         ``watermark`` = ``(app_id, version)`` is committed in the same commit, as a Delta
         app transaction. Appends merge new columns into the schema; overwrites replace it.
+        ``table``: the table as the caller opened it (a partitioned write then neither opens
+        it again nor after; its snapshot is the version the commit builds on, and moves to
+        the new one).
         """
         uri = self.uri(zone, name)
         if mode not in ("append", "overwrite"):
             raise ValueError(f"mode must be 'append' or 'overwrite', not {mode!r}")
         if isinstance(data, pa.RecordBatchReader) and not partition_by and can_write(data.schema):
             with self.translate_errors("write", uri):
-                existing = self.table(zone, name)
+                existing = table if table is not None else self.table(zone, name)
                 if _takes_files(existing, data.schema, mode):
                     return self._write_files(uri, existing, data, mode, metadata, watermark)
         failures: list[BaseException] = []  # raised by the data's producer, while streamed
@@ -129,7 +133,7 @@ class Tables(Storage):
         with self.translate_errors("write", uri):
             try:
                 write_deltalake(
-                    uri, data, mode=mode, partition_by=partition_by,
+                    uri if table is None else table, data, mode=mode, partition_by=partition_by,
                     schema_mode="merge" if mode == "append" else "overwrite",
                     storage_options=self.storage_options,
                     writer_properties=writer_properties(data.schema),
@@ -141,6 +145,8 @@ class Tables(Storage):
                 if failures:  # delta-rs wraps it in a DeltaError: give back the original
                     raise failures[0] from None
                 raise
+            if table is not None:
+                return table.version()
             return DeltaTable(uri, storage_options=self.storage_options).version()
 
     def _write_files(self, uri: str, existing: DeltaTable | None, data: pa.RecordBatchReader,

@@ -45,6 +45,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
+from deltalake import DeltaTable
 
 from tierlake.events import (
     ClickEvent,
@@ -147,10 +148,10 @@ class ClickstreamSource(Source):
     def list_tables(self) -> list[str]:
         return ["events"]
 
-    def ingested(self, lake: Lake) -> Ingested:
+    def ingested(self, lake: Lake, table: DeltaTable | None = None) -> Ingested:
         """The state of the last commit that carries it (one commit read in the common
         case); for a lake written before the state existed, rebuilt from the table once."""
-        table = lake.table("raw", TABLE)
+        table = table or lake.table("raw", TABLE)
         if table is None:
             return Ingested(late_hours=self.late_hours)
         with lake.translate_errors("read", lake.uri("raw", TABLE)):
@@ -172,10 +173,12 @@ class ClickstreamSource(Source):
         info = TableExtractInfo(source=self.name, table="events", mode="files")
         progress.start("clickstream")
         try:
-            state = self.ingested(lake)
+            # opened once: loading a Delta snapshot costs with the table's files (~1 ms per
+            # 30 files), the one cost of a run that grows with the history
+            table = lake.table("raw", TABLE)
+            state = self.ingested(lake, table)
             new = self._new_files(state)
             for chunk in _chunks(new, self.chunk_bytes):
-                table = lake.table("raw", TABLE)
                 count = (table.transaction_version(APP_ID) or 0) if table is not None else 0
                 events = self._read_chunk(chunk)
                 self.listing.read += len(chunk)
@@ -186,7 +189,8 @@ class ClickstreamSource(Source):
                     "raw", TABLE, events, mode="append", partition_by=["dt"],
                     metadata={"tierlake.batch": run_id, "tierlake.files": str(len(chunk)),
                               **after.metadata()},
-                    watermark=(APP_ID, count + 1))
+                    watermark=(APP_ID, count + 1), table=table)
+                table = table or lake.table("raw", TABLE)
                 state = after
                 info.files += len(chunk)
                 info.rows += events.num_rows
