@@ -9,7 +9,9 @@ one more hour of files is delivered and
   commit), with the partitions and files it listed;
 * ``anchor``: the same new files parsed with ``pyarrow.json`` and appended with a plain
   ``write_deltalake(mode="append", partition_by=["dt"])`` into a copy of the table with
-  the same history (timed: what a loader that knows which files are new must do anyway).
+  the same history (timed: what a loader that knows which files are new must do anyway);
+* ``before``: what the source did before each run until this change, alone: read the
+  distinct ``_source_file`` of the whole table and list every delivered file.
 
 Medians are printed, with each history's time as a ratio of the 1-day one (the aim: flat
 within 20%) and tierlake's time as a ratio of the anchor. Results:
@@ -32,10 +34,11 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.json as pj
 from deltalake import write_deltalake
 
-from tierlake.events import make_event, write_delivery
+from tierlake.events import list_delivered, make_event, write_delivery
 from tierlake.lake import Lake
 from tierlake.lake.sources.clickstream import JSON_SCHEMA, TABLE, ClickstreamSource
 
@@ -68,7 +71,7 @@ def _run(days: int, rounds: int, files: int, events: int, work: Path) -> dict[st
     history = lake.read_arrow("raw", TABLE)
     anchor_uri = lake.uri("raw", "clickstream/anchor")
     write_deltalake(anchor_uri, history, partition_by=["dt"])
-    ours, anchor, listed = [], [], []
+    ours, anchor, before_s, listed = [], [], [], []
     for r in range(rounds):
         before = {p for p in events_dir.rglob("*.jsonl")}
         seq = _deliver_hour(events_dir, END + timedelta(hours=r), files, events, seq)
@@ -87,10 +90,16 @@ def _run(days: int, rounds: int, files: int, events: int, work: Path) -> dict[st
         write_deltalake(anchor_uri, table, mode="append", partition_by=["dt"],
                         schema_mode="merge")
         anchor.append(time.perf_counter() - began)
+        began = time.perf_counter()
+        done = pc.unique(lake.table("raw", TABLE).to_pyarrow_dataset().to_table(
+            columns=["_source_file"])["_source_file"])
+        assert len(done) + files >= len(list_delivered(events_dir))
+        before_s.append(time.perf_counter() - began)
     rows = lake.read_arrow("raw", TABLE).num_rows
     assert rows == (days * 24 + rounds) * files * events, rows
     return {"days": days, "history_files": days * 24 * files, "tierlake_s": statistics.median(ours),
-            "anchor_s": statistics.median(anchor), "partitions_listed": max(p for p, _ in listed),
+            "anchor_s": statistics.median(anchor), "before_s": statistics.median(before_s),
+            "partitions_listed": max(p for p, _ in listed),
             "files_listed": max(f for _, f in listed), "rounds": rounds}
 
 
@@ -110,13 +119,13 @@ def main(argv: list[str] | None = None) -> int:
                   f"{time.perf_counter() - began:.0f} s", file=sys.stderr)
     base = results[0]["tierlake_s"]
     print(f"{'history':>8} {'files':>7} {'tierlake ms':>12} {'vs first':>9} {'anchor ms':>10} "
-          f"{'tierlake/anchor':>16} {'listed (partitions/files)':>26}")
+          f"{'tierlake/anchor':>16} {'listed (partitions/files)':>26} {'before: state ms':>17}")
     for r in results:
         r["ratio_to_first"] = r["tierlake_s"] / base
         print(f"{r['days']:>7}d {r['history_files']:>7} {r['tierlake_s'] * 1000:>12.1f} "
               f"{r['ratio_to_first']:>9.2f} {r['anchor_s'] * 1000:>10.1f} "
               f"{r['tierlake_s'] / r['anchor_s']:>16.2f} "
-              f"{r['partitions_listed']:>16}/{r['files_listed']}")
+              f"{r['partitions_listed']:>22}/{r['files_listed']:<3} {r['before_s'] * 1000:>17.1f}")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "clickstream.json").write_text(json.dumps(
         {"when": datetime.now(UTC).isoformat(), "python": platform.python_version(),

@@ -75,7 +75,7 @@ def write_many(write: Write, data: pa.RecordBatchReader, targets: list[WriteTarg
     errors = [f.error for f in feeds if f.error is not None]
     if errors:  # the writer that failed first, not those it stopped
         raise next((e for e in errors if not isinstance(e, _FeedFailed)), errors[0])
-    return [feed.version for feed in feeds]  # type: ignore[misc]
+    return [feed.version for feed in feeds if feed.version is not None]  # all, none failed
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,12 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from deltalake import ColumnProperties, DeltaTable, WriterProperties
 from deltalake import Schema as DeltaSchema
-from deltalake.transaction import AddAction, CommitProperties, create_table_with_add_actions
+from deltalake.transaction import (
+    AddAction,
+    CommitProperties,
+    RemoveAction,
+    create_table_with_add_actions,
+)
 
 ROW_GROUP_ROWS = 128 * 1024
 READ_AHEAD = 4  # batches read ahead of the encoder
@@ -249,7 +254,8 @@ def commit(uri: str, table: DeltaTable | None, write: FileWrite, *, mode: str,
             uri, schema, write.actions, mode="append", configuration=configuration,
             storage_options=storage_options, commit_properties=commit_properties)
     else:
-        table.create_write_transaction(write.actions, mode, schema,
+        actions: list[AddAction | RemoveAction] = list(write.actions)
+        table.create_write_transaction(actions, mode, schema,
                                        commit_properties=commit_properties)
 
 

@@ -154,7 +154,7 @@ def _insert(conn: Connection, table: Table, n: int, rows: Callable[[int, int], l
 
 
 def _next_id(conn: Connection, table: str) -> int:
-    return int(conn.scalar(select(func.coalesce(func.max(T[table].c.id), 0)))) + 1
+    return int(conn.scalar(select(func.coalesce(func.max(T[table].c.id), 0))) or 0) + 1
 
 
 def seed_store(
