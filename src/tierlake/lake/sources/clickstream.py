@@ -45,6 +45,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
+import structlog
 from deltalake import DeltaTable
 
 from tierlake.events import (
@@ -55,10 +56,12 @@ from tierlake.events import (
     partition_of,
     partition_start,
 )
-from tierlake.lake.errors import LakeError, SourceError
+from tierlake.lake.errors import LakeError, LakeUnavailableError, SourceError
 from tierlake.lake.sources.base import NoProgress, Progress, Source, TableExtractInfo
 from tierlake.lake.sources.column_types import UTC_US, to_utc
 from tierlake.lake.store import Lake
+
+log = structlog.get_logger(__name__)
 
 TABLE = "clickstream/events"
 APP_ID = "tierlake.clickstream"
@@ -195,6 +198,11 @@ class ClickstreamSource(Source):
                 info.files += len(chunk)
                 info.rows += events.num_rows
                 progress.advance("clickstream", events.num_rows)
+        except LakeUnavailableError:  # transient: the run stops, as the database source's
+            if info.files:
+                log.warning("clickstream.partly_committed", files=info.files, rows=info.rows,
+                            version=info.raw_version)
+            raise
         except (SourceError, LakeError) as exc:
             committed = (f" ({info.files} file(s), {info.rows} rows were committed before "
                          "it; the next run goes on after them)") if info.files else ""
