@@ -1,4 +1,4 @@
-"""Bench data built with SQLAlchemy Core bulk inserts (independent of ``tierlake.data.seed``).
+"""Bench data built with SQLAlchemy Core bulk inserts (independent of ``tierlake.seed``).
 
 One call builds a migrated store holding a catalogue (``products`` products in
 ``categories`` categories, each with ``stock`` units of inventory) and

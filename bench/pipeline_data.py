@@ -222,8 +222,8 @@ def touch_order_lines(url: str, fraction: float, shape: str = "spread") -> int:
 def clickstream_table(events: int, *, products: int = 240, customers: int = 1000,
                       orders: int = 1000, days: int = 30, seed: int = 11) -> pa.Table:
     """``events`` synthetic ClickEvents with the columns of the lake's clickstream table."""
+    from tierlake.events import EVENT_TYPES
     from tierlake.lake.sources.clickstream import LAKE_SCHEMA
-    from tierlake.web.clickstream import EVENT_TYPES
 
     rng = np.random.default_rng(seed)
     end = int(datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)

@@ -83,7 +83,7 @@ def _demo_shoppers(db: Database, count: int = 2) -> list[str]:
 
     from tierlake.app.security import verify_password
     from tierlake.data.schema import Customer
-    from tierlake.data.seed import DEMO_PASSWORD
+    from tierlake.seed import DEMO_PASSWORD
 
     with db.engine.connect() as conn:
         rows = conn.execute(
@@ -95,7 +95,7 @@ def _demo_shoppers(db: Database, count: int = 2) -> list[str]:
 
 def _banner(settings: Settings, store: str, api: str, shoppers: list[str]) -> list[str]:
     """The lines `up` prints once every tier is ready (markup escaped, one line each)."""
-    from tierlake.data.seed import DEMO_PASSWORD
+    from tierlake.seed import DEMO_PASSWORD
 
     password = settings.admin_password.get_secret_value()
     shown = password if password == DEFAULT_ADMIN_PASSWORD else "TIERLAKE_ADMIN_PASSWORD"
@@ -125,7 +125,7 @@ def up(
     with _database(settings) as db:
         migrate.upgrade(db.engine)
         if seed:
-            from tierlake.data.seed import is_empty, seed_store
+            from tierlake.seed import is_empty, seed_store
 
             if is_empty(db):
                 out.print("Empty store: seeding a demo store (takes a few seconds)...")
@@ -187,7 +187,7 @@ def seed(
 ) -> None:
     """Fill an empty store with realistic demo data (catalogue, customers, orders, clicks)."""
     from tierlake.data import migrate
-    from tierlake.data.seed import is_empty, seed_store
+    from tierlake.seed import is_empty, seed_store
 
     settings = _settings()
     with _database(settings) as db:

@@ -19,10 +19,10 @@ from sqlalchemy import Boolean, Integer, select
 
 from tierlake.data import migrate, schema
 from tierlake.data.db import Database
-from tierlake.data.seed import seed_store
+from tierlake.events import ClickEvent, list_delivered
 from tierlake.lake import ExtractConfig, extract
 from tierlake.lake import Lake as TierLake
-from tierlake.web.clickstream import ClickEvent, list_delivered
+from tierlake.seed import seed_store
 
 NOW = datetime(2026, 3, 20, 15, 45, tzinfo=UTC)
 SIZE = {"products": 60, "customers": 200, "orders": 3000, "months": 12}

@@ -16,7 +16,8 @@ from sqlalchemy import func, insert, select
 from tierlake.app.security import verify_password
 from tierlake.data import migrate, schema
 from tierlake.data.db import Database
-from tierlake.data.seed import (
+from tierlake.events import list_delivered
+from tierlake.seed import (
     DEMO_PASSWORD,
     FREE_SHIPPING_FROM_CENTS,
     SHIPPING_CENTS,
@@ -25,7 +26,6 @@ from tierlake.data.seed import (
     is_empty,
     seed_store,
 )
-from tierlake.web.clickstream import list_delivered
 
 NOW = datetime(2026, 6, 15, 12, 30, tzinfo=UTC)
 SMALL = {"products": 50, "customers": 100, "orders": 1000, "months": 12}

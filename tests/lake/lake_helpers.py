@@ -10,8 +10,8 @@ import sqlalchemy as sa
 
 from tierlake.data.db import Database
 from tierlake.data.schema import STORE_TABLES, Base
-from tierlake.data.seed import seed_store
 from tierlake.lake import Lake
+from tierlake.seed import seed_store
 
 ADMIN = {"admin_email": "admin@example.com", "admin_password": "admin-password"}
 EXCLUDED_COLUMNS = {"customers": {"password_hash"}}

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pytest
 
+from tierlake.events import list_delivered, make_event, write_delivery
 from tierlake.lake import Lake
+from tierlake.lake.errors import ExtractError
 from tierlake.lake.extract import run_sources
-from tierlake.lake.sources.clickstream import ClickstreamSource
-from tierlake.web.clickstream import list_delivered, make_event, write_delivery
+from tierlake.lake.sources.clickstream import (
+    LATE_HOURS,
+    WATERMARK_KEY,
+    WINDOW_KEY,
+    ClickstreamSource,
+    Listing,
+)
 
 
 def deliver(events_dir: Path, n: int, seq: int, hour: int = 10) -> Path:
@@ -59,3 +68,84 @@ def test_an_unreadable_file_commits_nothing_and_names_the_file(tmp_path: Path,
     assert lake.table("raw", "clickstream/events") is None  # the good file waits too
     bad.unlink()
     assert ingest(events_dir, lake) == 1
+
+
+def deliver_at(events_dir: Path, at: datetime, seq: int, n: int = 3) -> Path:
+    events = [make_event("page_view", path=f"/p/{seq}-{i}", session_id="s", visitor_id="v",
+                         source="web-1", ts=at) for i in range(n)]
+    return write_delivery(events_dir, events, delivered_at=at, source="web-1", seq=seq,
+                          fsync=False)
+
+
+def assert_each_line_once(events_dir: Path, lake: Lake) -> None:
+    events = lake.read_arrow("raw", "clickstream/events")
+    lines = sum(len(p.read_text().splitlines()) for p in list_delivered(events_dir))
+    assert events.num_rows == lines
+    assert pc.count_distinct(events["event_id"]).as_py() == events.num_rows
+
+
+def test_files_delivered_late_into_older_hours_are_ingested_exactly_once(
+        tmp_path: Path, lake: Lake) -> None:
+    events_dir = tmp_path / "events"
+    day = datetime(2025, 11, 28, tzinfo=UTC)
+    for seq, hour in enumerate((8, 9, 10), start=1):
+        deliver_at(events_dir, day + timedelta(hours=hour), seq)
+    assert ingest(events_dir, lake) == 3
+    # a web instance whose delivery landed after a newer one: an older stamp, an older hour
+    deliver_at(events_dir, day + timedelta(hours=9, minutes=30), 4)
+    deliver_at(events_dir, day + timedelta(hours=10, minutes=59), 5)  # same hour as newest
+    assert ingest(events_dir, lake) == 2
+    assert ingest(events_dir, lake) == 0
+    deliver_at(events_dir, day + timedelta(hours=14), 6)  # moves the window past 8-11
+    deliver_at(events_dir, day + timedelta(hours=12, minutes=5), 7)  # late, in the window
+    assert ingest(events_dir, lake) == 2
+    assert ingest(events_dir, lake) == 0
+    assert_each_line_once(events_dir, lake)
+    # the state in the last commit names only the window's files, not the history
+    meta = lake.table("raw", "clickstream/events").history(1)[0]
+    assert meta[WATERMARK_KEY].endswith("20251128T140000000000-000006.jsonl")
+    window = json.loads(meta[WINDOW_KEY])
+    assert [w.split("/")[2] for w in window] == ["hour=12", "hour=14"]
+
+
+def test_a_run_lists_and_reads_only_the_recent_hours_whatever_the_history(
+        tmp_path: Path) -> None:
+    """The work of an incremental run, counted in partitions and files, is the same with
+    two days of history as with thirty."""
+    listings = []
+    for days in (2, 30):
+        events_dir, lake = tmp_path / f"events-{days}", Lake(str(tmp_path / f"lake-{days}"))
+        start = datetime(2025, 11, 28, tzinfo=UTC) - timedelta(days=days)
+        for h in range(days * 24):
+            deliver_at(events_dir, start + timedelta(hours=h, minutes=1), h + 1, n=1)
+        assert ingest(events_dir, lake) == days * 24
+        deliver_at(events_dir, start + timedelta(hours=days * 24, minutes=1), 0, n=1)
+        source = ClickstreamSource(events_dir)
+        (info,) = run_sources([source], lake).tables
+        assert info.files == 1 and info.rows == 1
+        listings.append(source.listing)
+        assert_each_line_once(events_dir, lake)
+    # the late window (LATE_HOURS before the newest hour) and the new hour, nothing else
+    assert listings[0] == listings[1] == Listing(partitions=LATE_HOURS + 2,
+                                                 files=LATE_HOURS + 2, read=1)
+
+
+def test_a_run_failing_after_some_chunks_reports_the_rows_it_committed(
+        tmp_path: Path, lake: Lake) -> None:
+    events_dir = tmp_path / "events"
+    at = datetime(2025, 11, 28, 10, tzinfo=UTC)
+    for seq in (1, 2):
+        deliver_at(events_dir, at + timedelta(minutes=seq), seq, n=4)
+    bad = deliver_at(events_dir, at + timedelta(minutes=3), 3)
+    bad.write_text("not json\n")
+    source = ClickstreamSource(events_dir, chunk_bytes=1)  # one file per commit
+    with pytest.raises(ExtractError) as failed:
+        run_sources([source], lake)
+    (info,) = failed.value.info.tables
+    assert info.files == 2 and info.rows == 8
+    assert str(bad) in info.error and "2 file(s), 8 rows were committed" in info.error
+    assert lake.read_arrow("raw", "clickstream/events").num_rows == 8
+    bad.unlink()
+    deliver_at(events_dir, at + timedelta(minutes=4), 4, n=4)
+    assert ingest(events_dir, lake) == 1  # goes on after the committed files, once
+    assert_each_line_once(events_dir, lake)

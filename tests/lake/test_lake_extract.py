@@ -20,10 +20,10 @@ from tierlake.app.schemas import CustomerCreate, ProductUpdate, StockSet
 from tierlake.app.services import accounts, admin, carts
 from tierlake.data.db import Database
 from tierlake.data.schema import Category, Customer, Product, utcnow
-from tierlake.data.seed import DEMO_PASSWORD
 from tierlake.lake import ExtractConfig, ExtractInfo, Lake, current, extract
 from tierlake.lake import extract as run_extract
 from tierlake.lake.sources.database import watermark_app_id
+from tierlake.seed import DEMO_PASSWORD
 
 
 def make_changes(db: Database) -> dict[str, int]:

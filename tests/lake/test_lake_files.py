@@ -7,17 +7,21 @@ writes exactly as it reads its own files: same rows, same schema, same file prun
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
-from tierlake.lake import Lake
+from tierlake.lake import Lake, fanout
 from tierlake.lake.errors import LakeError
+from tierlake.lake.store import WriteTarget
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -132,3 +136,65 @@ def test_a_stream_failing_halfway_leaves_no_version_and_no_file(lake: Lake) -> N
     assert lake.table("raw", "t").version() == 0
     assert lake.read_arrow("raw", "t").num_rows == 10
     assert sorted(p.name for p in Path(lake.uri("raw", "t")).glob("*.parquet")) == before
+
+
+# -- the fan-out writer (Lake.write_many) ----------------------------------------------------
+
+
+def _numbered(batches: int, rows: int) -> pa.RecordBatchReader:
+    def gen():  # type: ignore[no-untyped-def]
+        for i in range(batches):
+            ids = pa.array(range(i * rows, (i + 1) * rows), pa.int64())
+            yield pa.record_batch([ids, pc.cast(ids, pa.string())], names=["id", "name"])
+
+    schema = pa.schema([("id", pa.int64()), ("name", pa.string())])
+    return pa.RecordBatchReader.from_batches(schema, gen())
+
+
+def test_a_slow_writer_bounds_its_queue_and_the_output_is_complete(
+        lake: Lake, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One writer is deliberately slow: the producer waits for it rather than queueing the
+    stream for it (its queue grew with the table while the producer waited only when EVERY
+    writer's queue was full), and both tables still get every row."""
+    tees: list[fanout._Tee] = []
+
+    class RecordedTee(fanout._Tee):
+        def __init__(self, writers: int) -> None:
+            super().__init__(writers)
+            tees.append(self)
+
+    monkeypatch.setattr(fanout, "_Tee", RecordedTee)
+
+    def slowly(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
+        for batch in reader:
+            time.sleep(0.01)  # a slow consumer (no assertion on time)
+            yield batch
+
+    def write(zone: str, name: str, data: pa.RecordBatchReader, **kw: Any) -> int:
+        if name == "fanout_slow":
+            data = pa.RecordBatchReader.from_batches(data.schema, slowly(data))
+        return lake.write(zone, name, data, **kw)
+
+    batches, rows = 120, 1000
+    versions = fanout.write_many(write, _numbered(batches, rows), [
+        WriteTarget("current", "fanout_fast", ["id", "name"], mode="overwrite"),
+        WriteTarget("raw", "fanout_slow", ["id"])])
+    assert versions == [0, 0]
+    (tee,) = tees
+    assert max(tee.peak) <= fanout.AHEAD, f"queues grew to {tee.peak} batches"
+    fast, slow = lake.read_arrow("current", "fanout_fast"), lake.read_arrow("raw", "fanout_slow")
+    assert fast.num_rows == slow.num_rows == batches * rows
+    assert sorted(slow["id"].to_pylist()) == list(range(batches * rows))
+    assert pc.sum(fast["id"]).as_py() == sum(range(batches * rows))
+    assert slow.column_names == ["id"]
+
+
+def test_two_targets_pulled_by_delta_rs_are_refused(lake: Lake) -> None:
+    """Two writers pulled on delta-rs's runtime can deadlock (fanout's docstring): refused
+    before anything is written."""
+    for name in ("a", "b"):  # existing tables without `name`: an append adds a column
+        lake.write("raw", name, pa.table({"id": pa.array([1], pa.int64())}))
+    with pytest.raises(ValueError, match="write_deltalake"):
+        lake.write_many(_numbered(3, 10), [WriteTarget("raw", "a", ["id", "name"]),
+                                           WriteTarget("raw", "b", ["id", "name"])])
+    assert lake.table("raw", "a").version() == lake.table("raw", "b").version() == 0

@@ -17,11 +17,11 @@ from tierlake.config import Settings
 from tierlake.data import migrate
 from tierlake.data.db import Database
 from tierlake.data.schema import Order
-from tierlake.data.seed import seed_store
 from tierlake.lake.store import Lake
 from tierlake.pipeline.lock import EXIT_LOCKED, pipeline_lock
 from tierlake.pipeline.scheduler import PipelineScheduler
 from tierlake.pipeline.status import freshness_seconds, read_status
+from tierlake.seed import seed_store
 
 CURATED = {"daily_sales", "product_performance", "customer_segments", "cohort_retention",
            "traffic_hourly", "top_pages", "top_products", "funnel"}

@@ -12,13 +12,8 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from tierlake.web.clickstream import (
-    EventLog,
-    iter_events,
-    list_delivered,
-    make_event,
-    write_delivery,
-)
+from tierlake.events import iter_events, list_delivered, make_event, write_delivery
+from tierlake.web.clickstream import EventLog
 
 TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 

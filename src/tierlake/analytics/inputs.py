@@ -3,7 +3,7 @@
 The lake's ``current/<table>`` tables hold exactly the store database's rows and columns
 (:mod:`tierlake.data.schema`) minus ``customers.password_hash``; ``auth_sessions`` and
 ``deleted_rows`` are not extracted. ``clickstream`` holds the fields of a
-:class:`~tierlake.web.clickstream.ClickEvent` plus ``dt`` (delivery date) and
+:class:`~tierlake.events.ClickEvent` plus ``dt`` (delivery date) and
 ``_source_file``. Types: timestamps ``timestamp[us, tz=UTC]``, money integer cents.
 
 Used to explain a failed job: which input lacks which column.
@@ -12,7 +12,7 @@ Used to explain a failed job: which input lacks which column.
 from __future__ import annotations
 
 from tierlake.data.schema import Base
-from tierlake.web.clickstream import ClickEvent
+from tierlake.events import ClickEvent
 
 NOT_IN_LAKE = {"auth_sessions", "deleted_rows"}
 EXCLUDED_COLUMNS = {"customers": {"password_hash"}}

@@ -44,8 +44,9 @@ from deltalake.exceptions import DeltaError, TableNotFoundError
 from deltalake.schema import Field
 
 from tierlake.lake.errors import LakeError
+from tierlake.lake.fanout import WriteTarget
 from tierlake.lake.files import writer_properties
-from tierlake.lake.store import Lake, WriteTarget
+from tierlake.lake.tables import Tables as Lake
 
 META = ("_op", "_extracted_at", "_batch")
 UPDATED_AT = "updated_at"

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 from tierlake.errors import TierlakeError
-
-if TYPE_CHECKING:
-    from tierlake.lake.extract import ExtractInfo
 
 
 class LakeError(TierlakeError):
@@ -28,8 +25,10 @@ class SourceError(TierlakeError, ValueError):
 
 
 class ExtractError(TierlakeError):
-    """Some tables failed; the others were committed. ``info`` has every table's outcome."""
+    """Some tables failed; the others were committed. ``info`` has every table's outcome
+    (the run's :class:`~tierlake.lake.extract.ExtractInfo`; not imported here, so this module
+    stays below the extract)."""
 
-    def __init__(self, message: str, info: ExtractInfo) -> None:
+    def __init__(self, message: str, info: Any) -> None:
         super().__init__(message)
         self.info = info

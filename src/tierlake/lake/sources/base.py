@@ -38,8 +38,9 @@ class NoProgress:
 
 @dataclass
 class TableExtractInfo:
-    """What one run did to one table. ``error`` is set when the table failed (and is then
-    unchanged in the lake)."""
+    """What one run did to one table. ``error`` is set when the table failed: a database
+    table is then unchanged in the lake; a file source may have committed whole chunks of
+    files before, which ``rows`` and ``files`` count."""
 
     source: str
     table: str

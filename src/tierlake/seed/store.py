@@ -22,8 +22,8 @@ Speed and scale: rows are generated with numpy and written with SQLAlchemy Core
 orders. Ids are explicit; on PostgreSQL the id sequences are moved past them
 (``setval``) at the end. Deterministic for a given ``seed`` and ``now``.
 
-Helpers: ``seed_catalogue`` (word lists, products, customers), ``seed_orders`` (the
-calendar, orders and lines), ``seed_clicks`` (the clickstream history).
+Helpers: ``catalogue`` (word lists, products, customers), ``orders`` (the
+calendar, orders and lines), ``clicks`` (the clickstream history).
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ from sqlalchemy import Connection, Table, func, insert, select, text, update
 from tierlake.app.security import hash_password
 from tierlake.data import schema
 from tierlake.data.db import Database
-from tierlake.data.seed_catalogue import (
+from tierlake.errors import TierlakeError
+from tierlake.seed.catalogue import (
     CATEGORIES,
     DAY_US,
     Catalogue,
@@ -54,14 +55,13 @@ from tierlake.data.seed_catalogue import (
     build_customers,
     to_datetimes,
 )
-from tierlake.data.seed_clicks import HOUR_US, ClickGenerator
-from tierlake.data.seed_orders import (
+from tierlake.seed.clicks import HOUR_US, ClickGenerator
+from tierlake.seed.orders import (
     FREE_SHIPPING_FROM_CENTS,
     SHIPPING_CENTS,
     hourly_weights,
     order_chunk,
 )
-from tierlake.errors import TierlakeError
 
 log = structlog.get_logger(__name__)
 
@@ -154,7 +154,7 @@ def _insert(conn: Connection, table: Table, n: int, rows: Callable[[int, int], l
 
 
 def _next_id(conn: Connection, table: str) -> int:
-    return int(conn.execute(select(func.coalesce(func.max(T[table].c.id), 0))).scalar_one()) + 1
+    return int(conn.scalar(select(func.coalesce(func.max(T[table].c.id), 0))) or 0) + 1
 
 
 def seed_store(

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tierlake.data.seed_catalogue import Catalogue, Customers, to_datetimes
+from tierlake.seed.catalogue import Catalogue, Customers, to_datetimes
 
 HOUR_US = 3_600_000_000
 FREE_SHIPPING_FROM_CENTS = 5000  # same rule as tierlake.app.services.carts

@@ -18,7 +18,7 @@ anonymous visitors who stop at the login page.
 
 Referrers are an external site (or none) on a session's first page, then the previous
 page's URL on the store's default address. Files use the web tier's layout
-(``tierlake.web.clickstream``): one delivery per hour of history, partitioned by the
+(``tierlake.events``): one delivery per hour of history, partitioned by the
 hour of its last event.
 """
 
@@ -35,8 +35,8 @@ from urllib.parse import quote_plus
 
 import numpy as np
 
-from tierlake.data.seed_catalogue import CATEGORIES, Catalogue, Customers
-from tierlake.web.clickstream import write_delivery
+from tierlake.events import write_delivery
+from tierlake.seed.catalogue import CATEGORIES, Catalogue, Customers
 
 HOUR_US = 3_600_000_000
 SECOND = 1_000_000
