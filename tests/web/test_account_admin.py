@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import select
 from storefront import (
     ADMIN_EMAIL,
     ADMIN_PASSWORD,
@@ -12,6 +13,10 @@ from storefront import (
     register,
     submit,
 )
+
+from tierlake.config import Settings
+from tierlake.data.schema import Customer
+from tierlake.data.seed import seed_store
 
 pytestmark = pytest.mark.anyio
 
@@ -177,3 +182,46 @@ async def test_admin_sets_stock_and_creates_products_and_categories(store, catal
         "category": "garden"})
     assert r.status_code == 422 and 'data-testid="error-sku"' in r.text
     assert 'value="bad sku"' in r.text  # the admin's input is kept
+
+
+async def test_the_default_administrator_logs_in_through_the_store_front(store) -> None:
+    """The credentials printed by the README and the banner: admin@tierlake.local."""
+    defaults = Settings()
+    db = store.api_app.state.db
+    seed_store(db, products=2, customers=1, orders=0, admin_email=defaults.admin_email,
+               admin_password=defaults.admin_password.get_secret_value(), progress=False)
+    client = store.browser()
+    r = await login(client, defaults.admin_email, defaults.admin_password.get_secret_value(),
+                    next_path="/admin")
+    assert r.status_code == 303, r.text
+    assert r.headers["location"] == "/admin"
+    admin_page = await client.get("/admin")
+    assert admin_page.status_code == 200
+    with db.read() as s:
+        assert s.scalar(select(Customer.is_admin).where(
+            Customer.email == defaults.admin_email)) is True
+
+
+@pytest.mark.parametrize(("password", "shown"), [
+    ("password", "common password"),
+    ("12345678", "common password"),
+    ("        ", "repeats"),
+    ("maria.curie@example.com", "your e-mail address"),
+])
+async def test_register_page_says_why_a_password_is_refused(store, password: str,
+                                                            shown: str) -> None:
+    r = await submit(store.browser(), "/register", "/register",
+                     {"email": "maria.curie@example.com", "password": password,
+                      "name": "Maria Curie"})
+    assert r.status_code == 422
+    error = r.text.split('data-testid="error-password">')[1].split("</p>")[0]
+    assert "Choose a harder password" in error and shown in error
+    assert 'value="maria.curie@example.com"' in r.text  # the rest of the form is kept
+    assert 'data-testid="nav-login"' in r.text  # not logged in
+
+
+async def test_register_page_says_how_long_a_password_must_be(store) -> None:
+    r = await submit(store.browser(), "/register", "/register",
+                     {"email": "short@example.com", "password": "short", "name": "Ada"})
+    assert r.status_code == 422
+    assert "Use at least 8 characters" in r.text and "String should" not in r.text

@@ -53,6 +53,11 @@ def me(customer: CurrentCustomer) -> CustomerPublic:
 
 @router.delete("/me", status_code=204, response_class=Response, responses=UNAUTHORIZED)
 def delete_me(db: DB, customer: CurrentCustomer, body: AccountDelete) -> Response:
-    """Delete the account: personal data is erased; past orders stay, anonymised."""
+    """Delete the account: personal data is erased at once, in one transaction.
+
+    The e-mail address (it may register again), name and password go; past orders stay for
+    the books with their amounts, dates, status and country, but lose the shipping name,
+    address, city and postcode. Every session of the account ends.
+    """
     accounts.delete_account(db, customer.id, body.password)
     return Response(status_code=204)

@@ -40,6 +40,12 @@ async def _start_session(request: Request, session: dict[str, Any]) -> None:
         web(request).set_cart_count(None)
 
 
+async def _password(request: Request) -> str:
+    """The password as typed: spaces are part of it (form_data trims every other field)."""
+    value = (await request.form()).get("password", "")
+    return value if isinstance(value, str) else ""
+
+
 async def login_page(request: Request) -> Response:
     next_path = safe_next(request.query_params.get("next"), "/")
     if web(request).auth is not None:
@@ -53,7 +59,7 @@ async def login_submit(request: Request) -> Response:
     email = form.get("email", "")
     try:
         session = await api(request).post(
-            "/auth/login", json={"email": email, "password": form.get("password", "")}
+            "/auth/login", json={"email": email, "password": await _password(request)}
         )
     except ApiError as exc:
         if exc.status not in (401, 422):
@@ -80,7 +86,7 @@ async def register_submit(request: Request) -> Response:
     form = await form_data(request)
     next_path = safe_next(form.get("next"), "/")
     body: dict[str, Any] = {
-        "email": form.get("email", ""), "password": form.get("password", ""),
+        "email": form.get("email", ""), "password": await _password(request),
         "name": form.get("name", ""),
     }
     if form.get("country"):
@@ -93,6 +99,8 @@ async def register_submit(request: Request) -> Response:
         errors = exc.field_errors()
         if exc.code == "email_taken":
             errors["email"] = "An account with this email already exists. Log in instead?"
+        elif "password" in errors and exc.code != "weak_password":
+            errors["password"] = "Use at least 8 characters (and at most 128)."
         kept = {k: v for k, v in form.items() if k != "password"}
         return render(request, "register.html", {
             "next": next_path, "form": kept, "errors": errors,
@@ -122,10 +130,9 @@ async def account_page(request: Request) -> Response:
 
 async def delete_account(request: Request) -> Response:
     auth = require_login(request, "/account")
-    form = await form_data(request)
     try:
         await api(request).delete("/me", token=auth.token,
-                                  json={"password": form.get("password", "")})
+                                  json={"password": await _password(request)})
     except ApiError as exc:
         if not (exc.code == "invalid_credentials" or exc.status == 422):
             raise
