@@ -14,7 +14,8 @@ from tierlake.lake import Lake
 
 ADMIN = {"admin_email": "admin@example.com", "admin_password": "admin-password"}
 EXCLUDED_COLUMNS = {"customers": {"password_hash"}}
-LAKE_TABLES = [t for t in STORE_TABLES if t not in ("auth_sessions", "deleted_rows")]
+LAKE_TABLES = [t for t in STORE_TABLES
+               if t not in ("auth_sessions", "deleted_rows", "rate_limit_counters")]
 
 
 def seed(db: Database, events_dir: Path | None = None, orders: int = 40) -> None:

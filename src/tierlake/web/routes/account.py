@@ -53,20 +53,29 @@ async def login_page(request: Request) -> Response:
     return render(request, "login.html", {"next": next_path})
 
 
+def _forwarded_for(request: Request) -> str:
+    """``X-Forwarded-For`` for the app tier: what reached us, plus the peer we saw (the app
+    tier believes it from trusted proxies only, see app/ratelimit/address.py)."""
+    peer = request.client.host if request.client else "unknown"
+    before = request.headers.get("x-forwarded-for", "").strip()
+    return f"{before}, {peer}" if before else peer
+
+
 async def login_submit(request: Request) -> Response:
     form = await form_data(request)
     next_path = safe_next(form.get("next"), "/")
     email = form.get("email", "")
     try:
         session = await api(request).post(
-            "/auth/login", json={"email": email, "password": await _password(request)}
+            "/auth/login", json={"email": email, "password": await _password(request)},
+            headers={"X-Forwarded-For": _forwarded_for(request)},
         )
     except ApiError as exc:
-        if exc.status not in (401, 422):
+        if exc.status not in (401, 422, 429):
             raise
         errors = exc.field_errors()
-        message = ("Wrong email or password. Please try again."
-                   if exc.status == 401 else "Please check the highlighted fields.")
+        message = {401: "Wrong email or password. Please try again.",
+                   429: exc.message}.get(exc.status, "Please check the highlighted fields.")
         return render(request, "login.html", {
             "next": next_path, "form": {"email": email}, "errors": errors, "form_error": message,
         }, status=exc.status)
