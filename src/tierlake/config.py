@@ -172,7 +172,6 @@ class Settings(BaseSettings):
     # -- auth (helper "auth": issue 8, defects 1, 3 and 5) ---------------------------------------
     cache_url: str = Field(
         "",
-        pattern=r"^(|(rediss?|redis\+unix)://.+)$",
         description=(
             "The cache (ElastiCache's role): a Redis URL, e.g. `redis://127.0.0.1:6379/0`. "
             "Holds the login limiter's counters now (and the cache later), shared by every "
@@ -206,6 +205,14 @@ class Settings(BaseSettings):
             "address; anything else is counted under its own address."
         ),
     )
+
+    @field_validator("cache_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        if value and not re.match(r"^(rediss?|redis\+unix)://.+", value):
+            raise ValueError("must be a Redis URL such as redis://127.0.0.1:6379/0 "
+                             "(rediss:// for TLS), or empty to keep counters in the database")
+        return value
 
     @field_validator("auth_trusted_proxies")
     @classmethod
