@@ -9,13 +9,15 @@ these declarations and a test checks it is current.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from contextlib import suppress
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -155,7 +157,8 @@ class Settings(BaseSettings):
         ),
     )
     extract_exclude: list[str] = Field(
-        ["auth_sessions", "deleted_rows", "alembic_version", "customers.password_hash"],
+        ["auth_sessions", "deleted_rows", "alembic_version", "customers.password_hash",
+         "rate_limit_counters"],
         description=(
             "Tables (`table`) and columns (`table.column`) never copied to the lake: secrets "
             "and bookkeeping."
@@ -227,6 +230,62 @@ class Settings(BaseSettings):
         description="How long an instance may take to answer `/health` when it starts.",
     )
 
+    # -- auth (helper "auth": issue 8, defects 1, 3 and 5) ---------------------------------------
+    cache_url: str = Field(
+        "",
+        description=(
+            "The cache (ElastiCache's role): a Redis URL, e.g. `redis://127.0.0.1:6379/0`. "
+            "Holds the login limiter's counters now (and the cache later), shared by every "
+            "app instance. Empty keeps the counters in the store's database (also shared)."
+        ),
+        repr=False,  # it may hold a password
+    )
+    auth_login_failures_per_account: int = Field(
+        10, ge=1,
+        description=(
+            "Failed log-ins allowed for one e-mail address per window; more get a 429 with "
+            "`Retry-After` (even with the right password) until the window ends."
+        ),
+    )
+    auth_login_failures_per_address: int = Field(
+        50, ge=1,
+        description="Failed log-ins allowed from one client address per window (any accounts).",
+    )
+    auth_login_window_seconds: int = Field(
+        900, ge=1,
+        description=(
+            "The login limiter's window: it opens with a key's first failure and lasts this "
+            "long. Successful log-ins do not count."
+        ),
+    )
+    auth_trusted_proxies: list[str] = Field(
+        ["127.0.0.1/32", "::1/128"],
+        description=(
+            "Addresses or networks (CIDR) of the proxies in front of the app tier (the web "
+            "tier, load balancers) whose `X-Forwarded-For` is believed for the client's "
+            "address; anything else is counted under its own address."
+        ),
+    )
+
+    @field_validator("cache_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        if value and not re.match(r"^(rediss?|redis\+unix)://.+", value):
+            raise ValueError("must be a Redis URL such as redis://127.0.0.1:6379/0 "
+                             "(rediss:// for TLS), or empty to keep counters in the database")
+        return value
+
+    @field_validator("auth_trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item.strip(), strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{item!r} is not an IP address or network (e.g. 10.0.0.0/8)"
+                                 ) from exc
+        return value
+
     @model_validator(mode="after")
     def _refuse_default_secrets(self) -> Settings:
         if self.environment == "production":
@@ -287,6 +346,8 @@ class Settings(BaseSettings):
             with suppress(Exception):
                 data["database_url"] = make_url(self.database_url).render_as_string(
                     hide_password=True)
+        if self.cache_url:
+            data["cache_url"] = re.sub(r"//[^@/]*@", "//***@", self.cache_url)
         return data
 
 

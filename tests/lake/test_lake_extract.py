@@ -14,12 +14,12 @@ import pyarrow.compute as pc
 import pytest
 import sqlalchemy as sa
 from lake_helpers import assert_current_matches, seed
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from tierlake.app.schemas import CustomerCreate, ProductUpdate, StockSet
 from tierlake.app.services import accounts, admin, carts
 from tierlake.data.db import Database
-from tierlake.data.schema import Category, Customer, Product, utcnow
+from tierlake.data.schema import Category, Customer, Order, Product, utcnow
 from tierlake.lake import ExtractConfig, ExtractInfo, Lake, current, extract
 from tierlake.lake import extract as run_extract
 from tierlake.lake.sources.database import watermark_app_id
@@ -73,8 +73,12 @@ def test_full_then_incremental_extract_mirrors_the_database(
     second = extract(db.url, lake)
     assert {t.mode for t in second.tables} == {"incremental"}
     moved = {t.table: t.rows for t in second.tables}
-    # Only changed rows move: 2 products, 1 stock level, the new and the anonymised customer.
-    assert moved["orders"] == moved["order_lines"] == moved["categories"] == 0
+    # Only changed rows move: 2 products, 1 stock level, the new and the anonymised customer,
+    # and the anonymised customer's orders (their shipping name and address erased).
+    with db.read() as s:
+        leavers_orders = s.scalar(select(func.count()).where(Order.customer_id == ids["leaver"]))
+    assert leavers_orders and moved["orders"] == leavers_orders
+    assert moved["order_lines"] == moved["categories"] == 0
     assert moved["products"] == 2 and moved["inventory"] == 1 and moved["customers"] == 2
     assert second.table("cart_items").deleted == 0  # inserted and deleted between two runs
     if merged:

@@ -15,8 +15,8 @@ from tierlake.config import Settings
 from tierlake.data import migrate
 from tierlake.data.db import Database
 from tierlake.data.schema import Order
-from tierlake.data.seed import seed_store
 from tierlake.pipeline.status import read_status
+from tierlake.seed import seed_store
 
 
 @pytest.fixture

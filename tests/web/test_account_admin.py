@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
+from sqlalchemy import select
 from storefront import (
     ADMIN_EMAIL,
     ADMIN_PASSWORD,
+    BASE,
     PASSWORD,
     csrf_of,
     login,
     register,
+    settings_for,
     submit,
 )
+
+from tierlake.app.main import create_app as create_api_app
+from tierlake.config import Settings
+from tierlake.data.schema import Customer
+from tierlake.seed import seed_store
+from tierlake.web.main import create_app as create_web_app
 
 pytestmark = pytest.mark.anyio
 
@@ -177,3 +187,81 @@ async def test_admin_sets_stock_and_creates_products_and_categories(store, catal
         "category": "garden"})
     assert r.status_code == 422 and 'data-testid="error-sku"' in r.text
     assert 'value="bad sku"' in r.text  # the admin's input is kept
+
+
+async def test_the_default_administrator_logs_in_through_the_store_front(store) -> None:
+    """The credentials printed by the README and the banner: admin@tierlake.local."""
+    defaults = Settings()
+    db = store.api_app.state.db
+    seed_store(db, products=2, customers=1, orders=0, admin_email=defaults.admin_email,
+               admin_password=defaults.admin_password.get_secret_value(), progress=False)
+    client = store.browser()
+    r = await login(client, defaults.admin_email, defaults.admin_password.get_secret_value(),
+                    next_path="/admin")
+    assert r.status_code == 303, r.text
+    assert r.headers["location"] == "/admin"
+    admin_page = await client.get("/admin")
+    assert admin_page.status_code == 200
+    with db.read() as s:
+        assert s.scalar(select(Customer.is_admin).where(
+            Customer.email == defaults.admin_email)) is True
+
+
+@pytest.mark.parametrize(("password", "shown"), [
+    ("password", "common password"),
+    ("12345678", "common password"),
+    ("        ", "repeats"),
+    ("maria.curie@example.com", "your e-mail address"),
+])
+async def test_register_page_says_why_a_password_is_refused(store, password: str,
+                                                            shown: str) -> None:
+    r = await submit(store.browser(), "/register", "/register",
+                     {"email": "maria.curie@example.com", "password": password,
+                      "name": "Maria Curie"})
+    assert r.status_code == 422
+    error = r.text.split('data-testid="error-password">')[1].split("</p>")[0]
+    assert "Choose a harder password" in error and shown in error
+    assert 'value="maria.curie@example.com"' in r.text  # the rest of the form is kept
+    assert 'data-testid="nav-login"' in r.text  # not logged in
+
+
+async def test_register_page_says_how_long_a_password_must_be(store) -> None:
+    r = await submit(store.browser(), "/register", "/register",
+                     {"email": "short@example.com", "password": "short", "name": "Ada"})
+    assert r.status_code == 422
+    assert "Use at least 8 characters" in r.text and "String should" not in r.text
+
+
+async def test_login_page_says_when_too_many_attempts_failed(store) -> None:
+    email = await register(store.browser())
+    client = store.browser()
+    for _ in range(10):
+        assert (await login(client, email, "wrong-guess-1")).status_code == 401
+    r = await login(client, email, PASSWORD)  # even the right password, while limited
+    assert r.status_code == 429
+    message = r.text.split('data-testid="form-error">')[1].split("</p>")[0]
+    assert "Too many failed log-ins" in message and "minutes and try again" in message
+    assert f'value="{email}"' in r.text and 'data-testid="nav-login"' in r.text
+
+
+async def test_the_store_front_passes_each_shoppers_address_to_the_app_tier(
+        tmp_path, db) -> None:  # type: ignore[no-untyped-def]
+    """Behind one web tier, one shopper's guessing does not lock out another shopper."""
+    settings = settings_for(tmp_path, auth_login_failures_per_address=3)
+    api_app = create_api_app(settings, db)
+    web_app = create_web_app(settings, app_transport=httpx.ASGITransport(api_app))
+
+    def shopper(address: str) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=httpx.ASGITransport(web_app, client=(address, 5000)),
+                                 base_url=BASE)
+
+    async with shopper("203.0.113.50") as guesser, shopper("203.0.113.51") as other:
+        email = await register(other)
+        for n in range(3):
+            assert (await login(guesser, f"spray-{n}@example.com", PASSWORD)).status_code == 401
+        r = await login(guesser, email, PASSWORD)
+        assert r.status_code == 429 and "from your network address" in r.text
+        await other.post("/logout", data={"csrf_token": csrf_of((await other.get("/")).text)})
+        r = await login(other, email, PASSWORD)
+        assert r.status_code == 303, r.text
+    await web_app.state.api.aclose()

@@ -32,6 +32,7 @@ class DomainError(TierlakeError):
         if code:
             self.code = code
         self.fields = fields or []
+        self.headers: dict[str, str] = {}
 
 
 class NotFoundError(DomainError):
@@ -58,6 +59,26 @@ class InvalidInputError(DomainError):
     status, code = 422, "invalid_input"
 
 
+class TooManyRequestsError(DomainError):
+    """A rate limit refused the request; answered with ``Retry-After`` (seconds)."""
+
+    status, code = 429, "too_many_requests"
+
+    def __init__(self, message: str, *, retry_after: int, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.headers = {"Retry-After": str(max(1, retry_after))}
+
+
+class ServiceUnavailableError(DomainError):
+    """A dependency other than the database is down (e.g. the cache); try again shortly."""
+
+    status, code = 503, "service_unavailable"
+
+    def __init__(self, message: str, *, retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.headers = {"Retry-After": str(retry_after)}
+
+
 def error_body(code: str, message: str, fields: list[dict[str, str]] | None = None) -> dict:
     return {"error": {"code": code, "message": message, "fields": fields or []}}
 
@@ -69,8 +90,9 @@ def _field_path(loc: tuple) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(_: Request, exc: DomainError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return JSONResponse(error_body(exc.code, exc.message, exc.fields), exc.status, headers)
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+        return JSONResponse(error_body(exc.code, exc.message, exc.fields), exc.status,
+                            {**headers, **exc.headers})
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -19,6 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from tierlake import __version__
 from tierlake.app.errors import install_error_handlers
 from tierlake.app.middleware import RequestLogMiddleware
+from tierlake.app.ratelimit.login import login_limiter_for
 from tierlake.app.routes import accounts, admin, cart, catalogue, health, orders
 from tierlake.config import Settings, get_settings
 from tierlake.data.db import Database
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     )
     app.state.db = database
     app.state.settings = settings
+    app.state.login_limiter = login_limiter_for(settings, database)
     install_error_handlers(app)
     for module in (health, catalogue, accounts, cart, orders, admin):
         app.include_router(module.router, prefix=API_PREFIX)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Generic, Literal, TypeVar
 
+import email_validator
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
 
 T = TypeVar("T")
@@ -13,6 +14,8 @@ Slug = Annotated[
     str, StringConstraints(pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$", min_length=1, max_length=80)
 ]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+# NIST SP 800-63B: at least 8 characters (code points), at least 64 allowed, no composition
+# rules; what is too easy to guess is refused by app/password_policy.py.
 Password = Annotated[str, StringConstraints(min_length=8, max_length=128)]
 Country = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
 
@@ -102,16 +105,33 @@ class StockSet(_Strict):
 
 # -- accounts ----------------------------------------------------------------------------------
 
+# Registration checks an address's syntax, and refuses special-use names that cannot receive
+# mail anywhere (.invalid, .localhost, .onion, .arpa), but accepts the private names an
+# operator's own installation uses: `.local` (the default administrator, admin@tierlake.local)
+# and `.test`. This is email-validator's documented way to allow a special-use name.
+PRIVATE_MAIL_DOMAINS = ("local", "test")
+for _name in PRIVATE_MAIL_DOMAINS:
+    if _name in email_validator.SPECIAL_USE_DOMAIN_NAMES:
+        email_validator.SPECIAL_USE_DOMAIN_NAMES.remove(_name)
+
+# A login only looks an account up: any address is compared as given, trimmed and lower-cased,
+# without judging its domain (an account the seed wrote must be able to log in).
+LoginEmail = Annotated[
+    str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=320)
+]
+
 
 class CustomerCreate(_Strict):
     email: EmailStr
-    password: Password
+    password: Password = Field(description=(
+        "8 to 128 characters, any characters. Refused if easy to guess: common passwords, "
+        "repeats and sequences, or your e-mail address or name (422 naming why)."))
     name: Name
     country: Country | None = None
 
 
 class LoginRequest(_Strict):
-    email: EmailStr
+    email: LoginEmail
     password: Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
 

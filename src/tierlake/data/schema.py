@@ -23,6 +23,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Double,
     ForeignKey,
     Index,
     Integer,
@@ -250,6 +251,21 @@ class DeletedRow(Base):
     deleted_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
 
 
+class RateLimitCounter(Base):
+    """One counter of a rate limit (``tierlake.app.ratelimit``), shared by every app instance.
+
+    Bookkeeping, not business data: no ``created_at``/``updated_at``, never extracted to the
+    lake (``extract_exclude``). Keys hold no personal data (identifiers are hashed).
+    """
+
+    __tablename__ = "rate_limit_counters"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    hits: Mapped[int] = mapped_column(Integer, nullable=False)
+    # When the window ends, in seconds since the epoch (the app's clock).
+    expires_at: Mapped[float] = mapped_column(Double, nullable=False, index=True)
+
+
 # Tables the store owns, in dependency order (parents first).
 STORE_TABLES = [
     "categories",
@@ -262,4 +278,5 @@ STORE_TABLES = [
     "orders",
     "order_lines",
     "deleted_rows",
+    "rate_limit_counters",
 ]

@@ -35,7 +35,8 @@ if TYPE_CHECKING:
     from tierlake.config import Settings
 
 log = structlog.get_logger(__name__)
-DEFAULT_EXCLUDE = ("auth_sessions", "deleted_rows", "alembic_version", "customers.password_hash")
+DEFAULT_EXCLUDE = ("auth_sessions", "deleted_rows", "alembic_version", "customers.password_hash",
+                   "rate_limit_counters")
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials
 
 from tierlake.app.deps import DB, AppSettings, CurrentCustomer, _bearer
+from tierlake.app.ratelimit.address import client_address
+from tierlake.app.ratelimit.login import LoginLimiter, get_login_limiter
 from tierlake.app.schemas import (
     AccountDelete,
     CustomerCreate,
@@ -20,19 +22,36 @@ from tierlake.app.services import accounts
 
 router = APIRouter(tags=["accounts"])
 UNAUTHORIZED: dict[int | str, dict[str, Any]] = {401: {"model": ErrorResponse}}
+CONFLICT: dict[int | str, dict[str, Any]] = {409: {"model": ErrorResponse}}
+LIMITED: dict[int | str, dict[str, Any]] = {
+    429: {"model": ErrorResponse, "description": "Too many failed log-ins for this e-mail "
+          "address or from this client address; wait `Retry-After` seconds.",
+          "headers": {"Retry-After": {"description": "Seconds until the limit ends.",
+                                      "schema": {"type": "integer"}}}},
+    503: {"model": ErrorResponse, "description": "The attempt counter cannot be reached."},
+}
+Limiter = Annotated[LoginLimiter, Depends(get_login_limiter)]
 
 
 @router.post("/auth/register", response_model=SessionPublic, status_code=201,
-             responses={409: {"model": ErrorResponse}})
+             responses=CONFLICT)
 def register(db: DB, settings: AppSettings, body: CustomerCreate) -> SessionPublic:
     """Create an account and log it in."""
     return accounts.register(db, body, settings.session_ttl_hours)
 
 
-@router.post("/auth/login", response_model=SessionPublic, responses=UNAUTHORIZED)
-def login(db: DB, settings: AppSettings, body: LoginRequest) -> SessionPublic:
-    """Exchange e-mail and password for a bearer token."""
-    return accounts.login(db, body.email, body.password, settings.session_ttl_hours)
+@router.post("/auth/login", response_model=SessionPublic,
+             responses={**UNAUTHORIZED, **LIMITED})
+def login(db: DB, settings: AppSettings, limiter: Limiter, request: Request,
+          body: LoginRequest) -> SessionPublic:
+    """Exchange e-mail and password for a bearer token.
+
+    Failed log-ins are limited per e-mail address and per client address (the client's
+    address from `X-Forwarded-For` when the peer is a trusted proxy): past the limit every
+    attempt gets a 429 with `Retry-After` until the window ends.
+    """
+    with limiter.attempt(body.email, client_address(request, settings.auth_trusted_proxies)):
+        return accounts.login(db, body.email, body.password, settings.session_ttl_hours)
 
 
 @router.post("/auth/logout", status_code=204, response_class=Response, responses=UNAUTHORIZED)
@@ -53,6 +72,11 @@ def me(customer: CurrentCustomer) -> CustomerPublic:
 
 @router.delete("/me", status_code=204, response_class=Response, responses=UNAUTHORIZED)
 def delete_me(db: DB, customer: CurrentCustomer, body: AccountDelete) -> Response:
-    """Delete the account: personal data is erased; past orders stay, anonymised."""
+    """Delete the account: personal data is erased at once, in one transaction.
+
+    The e-mail address (it may register again), name and password go; past orders stay for
+    the books with their amounts, dates, status and country, but lose the shipping name,
+    address, city and postcode. Every session of the account ends.
+    """
     accounts.delete_account(db, customer.id, body.password)
     return Response(status_code=204)

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from tierlake.app.errors import ConflictError, UnauthorizedError
+from tierlake.app.errors import ConflictError, InvalidInputError, UnauthorizedError
+from tierlake.app.password_policy import password_problem, user_inputs
 from tierlake.app.schemas import CustomerCreate, CustomerPublic, SessionPublic
 from tierlake.app.security import hash_password, new_token, token_hash, verify_password
 from tierlake.data.db import Database
-from tierlake.data.schema import AuthSession, Cart, Customer, utcnow
+from tierlake.data.schema import AuthSession, Cart, Customer, Order, utcnow
 
 # Verified when the e-mail is unknown, so a login takes as long either way.
 _DUMMY_HASH = hash_password("not-a-real-password")
@@ -36,8 +37,17 @@ def _email_taken(email: str) -> ConflictError:
         code="email_taken", fields=[{"field": "body.email", "message": "already registered"}])
 
 
+def check_new_password(password: str, email: str, name: str) -> None:
+    """Refuse a password that is easy to guess (registration and any password change)."""
+    problem = password_problem(password, user_inputs(email, name))
+    if problem is not None:
+        raise InvalidInputError(f"The password was refused. {problem}", code="weak_password",
+                                fields=[{"field": "body.password", "message": problem}])
+
+
 def register(db: Database, body: CustomerCreate, ttl_hours: int) -> SessionPublic:
     email = body.email.lower()
+    check_new_password(body.password, email, body.name)
     password_hash = hash_password(body.password)  # slow on purpose: outside the transaction
 
     def _create(s: Session) -> SessionPublic:
@@ -56,7 +66,7 @@ def register(db: Database, body: CustomerCreate, ttl_hours: int) -> SessionPubli
 
 
 def login(db: Database, email: str, password: str, ttl_hours: int) -> SessionPublic:
-    email = email.lower()
+    email = email.strip().lower()
     with db.read() as s:
         customer = s.scalar(select(Customer).where(
             func.lower(Customer.email) == email, Customer.deleted_at.is_(None)))
@@ -77,8 +87,19 @@ def logout(db: Database, token: str) -> None:
     db.write(_delete)
 
 
+# What an erasure blanks in the customer's orders; amounts, dates, status and the country
+# stay for the books (and the sales reports).
+ERASED_ORDER_FIELDS = {"ship_name": "", "ship_address": "", "ship_city": "", "ship_postcode": ""}
+
+
 def delete_account(db: Database, customer_id: int, password: str) -> None:
-    """Erase the customer's personal data; their orders stay, anonymised, for the books."""
+    """Erase the customer's personal data, in their orders too; the orders stay for the books.
+
+    One transaction: the customer's e-mail becomes NULL (it may register again), name and
+    password hash empty, ``deleted_at`` set; every order of theirs loses its shipping name,
+    address, city and postcode. Every row changed gets a new ``updated_at``, so the next
+    extract carries the erasure into the lake.
+    """
 
     def _delete(s: Session) -> None:
         customer = s.get(Customer, customer_id)
@@ -94,9 +115,14 @@ def delete_account(db: Database, customer_id: int, password: str) -> None:
         cart = s.scalar(select(Cart).where(Cart.customer_id == customer_id))
         if cart is not None:
             s.delete(cart)
+        now = utcnow()
+        s.execute(update(Order).where(Order.customer_id == customer_id)
+                  .values(**ERASED_ORDER_FIELDS, updated_at=now)
+                  .execution_options(synchronize_session=False))
         customer.email = None
         customer.name = ""
         customer.password_hash = ""
-        customer.deleted_at = utcnow()
+        customer.deleted_at = now
+        customer.updated_at = now
 
     db.write(_delete)

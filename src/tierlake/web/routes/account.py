@@ -40,11 +40,25 @@ async def _start_session(request: Request, session: dict[str, Any]) -> None:
         web(request).set_cart_count(None)
 
 
+async def _password(request: Request) -> str:
+    """The password as typed: spaces are part of it (form_data trims every other field)."""
+    value = (await request.form()).get("password", "")
+    return value if isinstance(value, str) else ""
+
+
 async def login_page(request: Request) -> Response:
     next_path = safe_next(request.query_params.get("next"), "/")
     if web(request).auth is not None:
         return redirect(next_path)
     return render(request, "login.html", {"next": next_path})
+
+
+def _forwarded_for(request: Request) -> str:
+    """``X-Forwarded-For`` for the app tier: what reached us, plus the peer we saw (the app
+    tier believes it from trusted proxies only, see app/ratelimit/address.py)."""
+    peer = request.client.host if request.client else "unknown"
+    before = request.headers.get("x-forwarded-for", "").strip()
+    return f"{before}, {peer}" if before else peer
 
 
 async def login_submit(request: Request) -> Response:
@@ -53,14 +67,15 @@ async def login_submit(request: Request) -> Response:
     email = form.get("email", "")
     try:
         session = await api(request).post(
-            "/auth/login", json={"email": email, "password": form.get("password", "")}
+            "/auth/login", json={"email": email, "password": await _password(request)},
+            headers={"X-Forwarded-For": _forwarded_for(request)},
         )
     except ApiError as exc:
-        if exc.status not in (401, 422):
+        if exc.status not in (401, 422, 429):
             raise
         errors = exc.field_errors()
-        message = ("Wrong email or password. Please try again."
-                   if exc.status == 401 else "Please check the highlighted fields.")
+        message = {401: "Wrong email or password. Please try again.",
+                   429: exc.message}.get(exc.status, "Please check the highlighted fields.")
         return render(request, "login.html", {
             "next": next_path, "form": {"email": email}, "errors": errors, "form_error": message,
         }, status=exc.status)
@@ -80,7 +95,7 @@ async def register_submit(request: Request) -> Response:
     form = await form_data(request)
     next_path = safe_next(form.get("next"), "/")
     body: dict[str, Any] = {
-        "email": form.get("email", ""), "password": form.get("password", ""),
+        "email": form.get("email", ""), "password": await _password(request),
         "name": form.get("name", ""),
     }
     if form.get("country"):
@@ -93,6 +108,8 @@ async def register_submit(request: Request) -> Response:
         errors = exc.field_errors()
         if exc.code == "email_taken":
             errors["email"] = "An account with this email already exists. Log in instead?"
+        elif "password" in errors and exc.code != "weak_password":
+            errors["password"] = "Use at least 8 characters (and at most 128)."
         kept = {k: v for k, v in form.items() if k != "password"}
         return render(request, "register.html", {
             "next": next_path, "form": kept, "errors": errors,
@@ -122,10 +139,9 @@ async def account_page(request: Request) -> Response:
 
 async def delete_account(request: Request) -> Response:
     auth = require_login(request, "/account")
-    form = await form_data(request)
     try:
         await api(request).delete("/me", token=auth.token,
-                                  json={"password": form.get("password", "")})
+                                  json={"password": await _password(request)})
     except ApiError as exc:
         if not (exc.code == "invalid_credentials" or exc.status == 422):
             raise

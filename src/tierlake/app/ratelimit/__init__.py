@@ -1,0 +1,1 @@
+"""Rate limits shared by every app instance (the `limits` library over Redis or the database)."""
