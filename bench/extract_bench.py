@@ -95,16 +95,17 @@ class TreeSampler:
 
 def child_tierlake(url: str, out: Path, only: str | None = None,
                    compact_ratio: float = 0.1) -> dict[str, Any]:
-    from tierlake.lake.extract import DEFAULT_EXCLUDE, ExtractConfig, extract
+    from tierlake.config import ExtractConfig
+    from tierlake.lake.extract import extract
     from tierlake.lake.sources.database import DatabaseSource
     from tierlake.lake.store import Lake
 
-    exclude = DEFAULT_EXCLUDE
+    exclude = tuple(ExtractConfig().exclude)
     if only:
         exclude += tuple(t for t in DatabaseSource(url).list_tables() if t != only)
     lake = Lake(str(out))
     config = ExtractConfig(lookback_seconds=300, batch_rows=100_000, parallel_reads=2,
-                           exclude=exclude, events_dir=None, compact_ratio=compact_ratio)
+                           exclude=list(exclude), compact_ratio=compact_ratio)
     began = time.perf_counter()
     info = extract(url, lake, config, progress=False)
     seconds = time.perf_counter() - began

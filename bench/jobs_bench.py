@@ -29,7 +29,7 @@ RESULTS = HERE / "results"
 
 def prepare_lake(work: Path, lines: int, events: int) -> tuple[Any, dict[str, Any]]:
     from pipeline_data import build_store, clickstream_table
-    from tierlake.lake.extract import ExtractConfig, extract
+    from tierlake.lake.extract import extract
     from tierlake.lake.store import Lake
 
     url = f"sqlite:///{work / 'store.db'}"
@@ -37,7 +37,7 @@ def prepare_lake(work: Path, lines: int, events: int) -> tuple[Any, dict[str, An
     counts = build_store(url, lines)
     built = time.perf_counter() - began
     lake = Lake(str(work / "lake"))
-    info = extract(url, lake, ExtractConfig(events_dir=None), progress=False)
+    info = extract(url, lake, progress=False)
     clicks = clickstream_table(events, customers=counts["customers"], orders=counts["orders"])
     lake.write("raw", "clickstream/events", clicks, partition_by=["dt"])
     (work / "store.db").unlink()

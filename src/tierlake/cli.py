@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from tierlake import __version__
-from tierlake.config import DEFAULT_ADMIN_PASSWORD, Settings, get_settings
+from tierlake.config import DEFAULT_ADMIN_PASSWORD, Settings, get_settings, unknown_variables
 from tierlake.errors import TierlakeError
 from tierlake.logging import configure_logging
 
@@ -41,7 +41,7 @@ EngineOpt = Annotated[
     Literal["duckdb", "spark"] | None,
     typer.Option(help="Job engine [default: TIERLAKE_ENGINE, duckdb].")]
 MasterOpt = Annotated[
-    str | None, typer.Option(help="Spark master URL [default: TIERLAKE_SPARK_MASTER, local[*]].")]
+    str | None, typer.Option(help="Spark master URL [default: TIERLAKE_SPARK__MASTER, local[*]].")]
 ProgressOpt = Annotated[bool, typer.Option(help="Show progress bars.")]
 
 err = Console(stderr=True)
@@ -60,6 +60,9 @@ def _settings(component: str = "cli") -> Settings:
             f"configuration is invalid: {problems}. Fix the environment variable (or the same "
             "key in tierlake.toml); docs/configuration.md lists every setting.") from exc
     configure_logging(settings.log_level, settings.log_format, component)
+    for problem in unknown_variables():
+        err.print(f"[yellow]warning:[/] {escape(problem)}; it has no effect "
+                  "(docs/configuration.md lists every setting)", soft_wrap=True)
     return settings
 
 
@@ -105,8 +108,8 @@ def _banner(settings: Settings, store: str, api: str, shoppers: list[str]) -> li
     if shoppers:
         lines.append("Demo shopper logins: " + ", ".join(
             f"{escape(e)} / {DEMO_PASSWORD}" for e in shoppers))
-    if settings.pipeline_interval_seconds > 0:
-        lines.append(f"Analytics pipeline: every {settings.pipeline_interval_seconds:g} s into "
+    if settings.pipeline.interval_seconds > 0:
+        lines.append(f"Analytics pipeline: every {settings.pipeline.interval_seconds:g} s into "
                      f"{escape(settings.resolved_lake_url)}; see `tierlake pipeline status`.")
     return [*lines, "Press Ctrl-C to stop.", ""]
 
@@ -295,7 +298,7 @@ def pipeline_compact() -> None:
     """Merge every change waiting in the lake's log into its current/ table now.
 
     Extracts leave small changes in raw/ (readers apply them) and merge once they reach
-    TIERLAKE_EXTRACT_COMPACT_RATIO of a table; this merges them whatever their size.
+    TIERLAKE_EXTRACT__COMPACT_RATIO of a table; this merges them whatever their size.
     """
     from tierlake.lake.store import Lake
     from tierlake.pipeline.lock import pipeline_lock
@@ -327,14 +330,14 @@ def pipeline_vacuum(
         "--dry-run", help="List what would be removed; remove nothing.")] = False,
     retention_hours: Annotated[int | None, typer.Option(
         min=0, help="Keep files versions of this many hours need "
-        "[default: TIERLAKE_LAKE_VACUUM_RETENTION_HOURS, 168].")] = None,
+        "[default: TIERLAKE_VACUUM__RETENTION_HOURS, 168].")] = None,
 ) -> None:
     """Remove the lake's old data files and log entries (retention).
 
     Every table of every zone: data files no version of the retention period references are
     deleted (time travel within it keeps working), and logs get a checkpoint every
-    TIERLAKE_LAKE_CHECKPOINT_INTERVAL commits, older entries removed. `pipeline run` does
-    this by itself every TIERLAKE_LAKE_VACUUM_INTERVAL_HOURS.
+    TIERLAKE_VACUUM__CHECKPOINT_INTERVAL commits, older entries removed. `pipeline run` does
+    this by itself every TIERLAKE_VACUUM__INTERVAL_HOURS.
     """
     from tierlake.lake.store import Lake
     from tierlake.pipeline.lock import pipeline_lock
@@ -342,7 +345,7 @@ def pipeline_vacuum(
     from tierlake.pipeline.run import vacuum
 
     settings = _settings("pipeline")
-    hours = settings.lake_vacuum_retention_hours if retention_hours is None else retention_hours
+    hours = settings.vacuum.retention_hours if retention_hours is None else retention_hours
     with pipeline_lock(settings):  # a run in progress may still read the files vacuum removes
         done = vacuum(settings, Lake(settings.resolved_lake_url), dry_run=dry_run,
                       retention_hours=hours)

@@ -9,15 +9,17 @@ these declarations and a test checks it is current.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import re
+from collections.abc import Mapping
 from contextlib import suppress
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -33,12 +35,228 @@ def _config_file() -> Path:
     return Path(os.environ.get("TIERLAKE_CONFIG", "tierlake.toml"))
 
 
+class Section(BaseModel):
+    """A group of settings: a table in tierlake.toml, ``TIERLAKE_<SECTION>__<KEY>`` in the
+    environment."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class EventsConfig(Section):
+    """The clickstream event log the web tier delivers (Kinesis Data Firehose's buffering)."""
+
+    dir: Path | None = Field(
+        None,
+        description="Directory of the clickstream event log. Empty means `<data_dir>/events`.",
+    )
+    flush_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="Buffer interval: the web tier delivers buffered events at least this often.",
+    )
+    flush_records: int = Field(
+        500, ge=1, description="Buffer size: deliver as soon as this many events are buffered."
+    )
+
+
+class ExtractConfig(Section):
+    """The extract from the store's database (and the event log) into the lake."""
+
+    lookback_seconds: float = Field(
+        300.0,
+        ge=0,
+        description=(
+            "Incremental extracts re-read changes this far behind the last watermark, so a "
+            "transaction that committed late (with an older `updated_at`) is not missed."
+        ),
+    )
+    compact_ratio: float = Field(
+        0.1,
+        ge=0,
+        description=(
+            "Changes are merged into a `current/` table once they reach this share of its "
+            "rows (or 32 extracts have logged some); until then readers apply them "
+            "(merge-on-read). 0 merges on every extract."
+        ),
+    )
+    max_pending_commits: int = Field(
+        32,
+        ge=1,
+        description=(
+            "Changes are merged into a `current/` table once this many extracts have logged "
+            "some, whatever their size (readers open one small file per logged extract)."
+        ),
+    )
+    max_staleness_seconds: float | None = Field(
+        900.0,
+        ge=0,
+        description=(
+            "A change that has waited this long in `raw/` is merged into its `current/` table "
+            "by the next extract, however small: a plain Delta reader of `current/` is at most "
+            "this plus one pipeline interval behind. 0 merges on every extract; `null` (in "
+            "the environment) leaves the bound to volume and `max_pending_commits` alone."
+        ),
+    )
+    batch_rows: int = Field(
+        100_000, ge=1, description="Rows per batch read from the database (bounds memory)."
+    )
+    parallel_reads: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description=(
+            "Full loads of a table with an integer primary key read this many key ranges at "
+            "once (one database connection each); 1 reads with one query."
+        ),
+    )
+    exclude: list[str] = Field(
+        ["auth_sessions", "deleted_rows", "alembic_version", "customers.password_hash",
+         "rate_limit_counters"],
+        description=(
+            "Tables (`table`) and columns (`table.column`) never copied to the lake: secrets "
+            "and bookkeeping."
+        ),
+    )
+
+
+class VacuumConfig(Section):
+    """Retention of the lake: old data files and log entries (Delta's VACUUM and checkpoints)."""
+
+    retention_hours: int = Field(
+        168,
+        ge=0,
+        description=(
+            "Vacuum deletes data files no version newer than this age needs (Delta's default, "
+            "7 days): time travel within it keeps working. 0 keeps only the latest version."
+        ),
+    )
+    interval_hours: float = Field(
+        24.0,
+        ge=0,
+        description=(
+            "The pipeline run vacuums every lake table (and cleans up its log) when the last "
+            "vacuum is this old; 0 turns it off (`tierlake pipeline vacuum` still works)."
+        ),
+    )
+    checkpoint_interval: int = Field(
+        100,
+        ge=1,
+        description=(
+            "A table gets a log checkpoint every this many commits, after which log entries "
+            "older than the table's log retention (`delta.logRetentionDuration`, 30 days) "
+            "are removed."
+        ),
+    )
+
+
+class SparkConfig(Section):
+    """The Spark engine of the analytics jobs (EMR)."""
+
+    master: str = Field(
+        "local[*]", description="Spark master URL when `engine` is `spark`."
+    )
+    driver_memory: str = Field(
+        "4g",
+        pattern=r"^[0-9]+[kmgt]?$",
+        description=(
+            "Heap of the Spark driver (`spark.driver.memory`; with a `local` master also the "
+            "executors'). Raise it if Spark runs out of memory on a large store."
+        ),
+    )
+
+
+class PipelineConfig(Section):
+    """The analytics pipeline's schedule inside `tierlake up`."""
+
+    interval_seconds: float = Field(
+        300.0,
+        ge=0,
+        description="`tierlake up` runs the pipeline this often; 0 turns the scheduler off.",
+    )
+    timeout_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description=(
+            "A scheduled pipeline run still going after this long is stopped (terminated, "
+            "then killed) and recorded as failed."
+        ),
+    )
+
+
+class ControlConfig(Section):
+    """The control plane behind `tierlake up`: instances, health and replacement."""
+
+    instances: int = Field(
+        default=1, ge=1, le=16,
+        description="Instances of each tier that `tierlake up` keeps running.",
+    )
+    healthy_reset_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description=(
+            "A dead instance is replaced after a back-off (1 s, 2 s, 4 s ... 30 s) that resets "
+            "once an instance has stayed healthy this long."
+        ),
+    )
+    start_timeout_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="How long an instance may take to answer `/health` when it starts.",
+    )
+
+
+class AuthConfig(Section):
+    """Customers' log-in sessions and the login limiter (password guessing)."""
+
+    session_ttl_hours: int = Field(
+        72, ge=1, description="How long a customer's login session stays valid."
+    )
+    login_failures_per_account: int = Field(
+        10, ge=1,
+        description=(
+            "Failed log-ins allowed for one e-mail address per window; more get a 429 with "
+            "`Retry-After` (even with the right password) until the window ends."
+        ),
+    )
+    login_failures_per_address: int = Field(
+        50, ge=1,
+        description="Failed log-ins allowed from one client address per window (any accounts).",
+    )
+    login_window_seconds: int = Field(
+        900, ge=1,
+        description=(
+            "The login limiter's window: it opens with a key's first failure and lasts this "
+            "long. Successful log-ins do not count."
+        ),
+    )
+    trusted_proxies: list[str] = Field(
+        ["127.0.0.1/32", "::1/128"],
+        description=(
+            "Addresses or networks (CIDR) of the proxies in front of the app tier (the web "
+            "tier, load balancers) whose `X-Forwarded-For` is believed for the client's "
+            "address; anything else is counted under its own address."
+        ),
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item.strip(), strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{item!r} is not an IP address or network (e.g. 10.0.0.0/8)"
+                                 ) from exc
+        return value
+
+
 class Settings(BaseSettings):
     """tierlake's configuration. See docs/configuration.md for every key."""
 
     model_config = SettingsConfigDict(
         env_prefix="TIERLAKE_",
         env_nested_delimiter="__",
+        env_parse_none_str="null",
         extra="forbid",
         validate_default=True,
     )
@@ -72,9 +290,6 @@ class Settings(BaseSettings):
         SecretStr(DEFAULT_ADMIN_PASSWORD),
         description="Password of the administrator account created by `seed`.",
     )
-    session_ttl_hours: int = Field(
-        72, ge=1, description="How long a customer's login session stays valid."
-    )
     host: str = Field("127.0.0.1", description="Address the tiers listen on.")
     web_port: int = Field(8000, ge=0, le=65535, description="Port of the web tier (store front).")
     app_port: int = Field(8001, ge=0, le=65535, description="Port of the app tier (JSON API).")
@@ -88,18 +303,6 @@ class Settings(BaseSettings):
     app_timeout_seconds: float = Field(
         10.0, gt=0, description="Web tier's timeout for one call to the app tier."
     )
-    events_dir: Path | None = Field(
-        None,
-        description="Directory of the clickstream event log. Empty means `<data_dir>/events`.",
-    )
-    events_flush_seconds: float = Field(
-        60.0,
-        gt=0,
-        description="Buffer interval: the web tier delivers buffered events at least this often.",
-    )
-    events_flush_records: int = Field(
-        500, ge=1, description="Buffer size: deliver as soon as this many events are buffered."
-    )
     lake_url: str = Field(
         "",
         description=(
@@ -111,126 +314,19 @@ class Settings(BaseSettings):
     engine: Literal["duckdb", "spark"] = Field(
         "duckdb", description="Engine of the analytics jobs: `duckdb` (embedded) or `spark`."
     )
-    spark_master: str = Field(
-        "local[*]", description="Spark master URL when `engine` is `spark`."
-    )
-    spark_driver_memory: str = Field(
-        "4g",
-        pattern=r"^[0-9]+[kmgt]?$",
-        description=(
-            "Heap of the Spark driver (`spark.driver.memory`; with a `local` master also the "
-            "executors'). Raise it if Spark runs out of memory on a large store."
-        ),
-    )
-    pipeline_interval_seconds: float = Field(
-        300.0,
-        ge=0,
-        description="`tierlake up` runs the pipeline this often; 0 turns the scheduler off.",
-    )
-    extract_lookback_seconds: float = Field(
-        300.0,
-        ge=0,
-        description=(
-            "Incremental extracts re-read changes this far behind the last watermark, so a "
-            "transaction that committed late (with an older `updated_at`) is not missed."
-        ),
-    )
-    extract_compact_ratio: float = Field(
-        0.1,
-        ge=0,
-        description=(
-            "Changes are merged into a `current/` table once they reach this share of its "
-            "rows (or 32 extracts have logged some); until then readers apply them "
-            "(merge-on-read). 0 merges on every extract."
-        ),
-    )
-    extract_batch_rows: int = Field(
-        100_000, ge=1000, description="Rows per batch read from the database (bounds memory)."
-    )
-    extract_parallel_reads: int = Field(
-        2,
-        ge=1,
-        le=64,
-        description=(
-            "Full loads of a table with an integer primary key read this many key ranges at "
-            "once (one database connection each); 1 reads with one query."
-        ),
-    )
-    extract_exclude: list[str] = Field(
-        ["auth_sessions", "deleted_rows", "alembic_version", "customers.password_hash",
-         "rate_limit_counters"],
-        description=(
-            "Tables (`table`) and columns (`table.column`) never copied to the lake: secrets "
-            "and bookkeeping."
-        ),
-    )
     log_level: str = Field("INFO", description="Log level: DEBUG, INFO, WARNING, ERROR.")
     log_format: Literal["console", "json"] = Field(
         "console", description="`json` writes one JSON object per log line."
     )
-    # -- lakegov: the lake's staleness bound, retention and erasure ---------------------------
-    extract_max_staleness_seconds: float = Field(
-        900.0,
-        ge=0,
-        description=(
-            "A change that has waited this long in `raw/` is merged into its `current/` table "
-            "by the next extract, however small: a plain Delta reader of `current/` is at most "
-            "this plus one pipeline interval behind. 0 merges on every extract."
-        ),
-    )
-    lake_vacuum_retention_hours: int = Field(
-        168,
-        ge=0,
-        description=(
-            "Vacuum deletes data files no version newer than this age needs (Delta's default, "
-            "7 days): time travel within it keeps working. 0 keeps only the latest version."
-        ),
-    )
-    lake_vacuum_interval_hours: float = Field(
-        24.0,
-        ge=0,
-        description=(
-            "The pipeline run vacuums every lake table (and cleans up its log) when the last "
-            "vacuum is this old; 0 turns it off (`tierlake pipeline vacuum` still works)."
-        ),
-    )
-    lake_checkpoint_interval: int = Field(
-        100,
-        ge=1,
-        description=(
-            "A table gets a log checkpoint every this many commits, after which log entries "
-            "older than the table's log retention (`delta.logRetentionDuration`, 30 days) "
-            "are removed."
-        ),
-    )
+    events: EventsConfig = Field(default_factory=EventsConfig)
+    extract: ExtractConfig = Field(default_factory=ExtractConfig)
+    vacuum: VacuumConfig = Field(default_factory=VacuumConfig)
+    spark: SparkConfig = Field(default_factory=SparkConfig)
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    control: ControlConfig = Field(default_factory=ControlConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
     # -- ctl: the control plane behind `tierlake up` ------------------------------------------
-    pipeline_timeout_seconds: float = Field(
-        default=3600.0,
-        gt=0,
-        description=(
-            "A scheduled pipeline run still going after this long is stopped (terminated, "
-            "then killed) and recorded as failed."
-        ),
-    )
-    control_instances: int = Field(
-        default=1, ge=1, le=16,
-        description="Instances of each tier that `tierlake up` keeps running.",
-    )
-    control_healthy_reset_seconds: float = Field(
-        default=60.0,
-        gt=0,
-        description=(
-            "A dead instance is replaced after a back-off (1 s, 2 s, 4 s ... 30 s) that resets "
-            "once an instance has stayed healthy this long."
-        ),
-    )
-    control_start_timeout_seconds: float = Field(
-        default=60.0,
-        gt=0,
-        description="How long an instance may take to answer `/health` when it starts.",
-    )
 
-    # -- auth (helper "auth": issue 8, defects 1, 3 and 5) ---------------------------------------
     cache_url: str = Field(
         "",
         description=(
@@ -239,32 +335,6 @@ class Settings(BaseSettings):
             "app instance. Empty keeps the counters in the store's database (also shared)."
         ),
         repr=False,  # it may hold a password
-    )
-    auth_login_failures_per_account: int = Field(
-        10, ge=1,
-        description=(
-            "Failed log-ins allowed for one e-mail address per window; more get a 429 with "
-            "`Retry-After` (even with the right password) until the window ends."
-        ),
-    )
-    auth_login_failures_per_address: int = Field(
-        50, ge=1,
-        description="Failed log-ins allowed from one client address per window (any accounts).",
-    )
-    auth_login_window_seconds: int = Field(
-        900, ge=1,
-        description=(
-            "The login limiter's window: it opens with a key's first failure and lasts this "
-            "long. Successful log-ins do not count."
-        ),
-    )
-    auth_trusted_proxies: list[str] = Field(
-        ["127.0.0.1/32", "::1/128"],
-        description=(
-            "Addresses or networks (CIDR) of the proxies in front of the app tier (the web "
-            "tier, load balancers) whose `X-Forwarded-For` is believed for the client's "
-            "address; anything else is counted under its own address."
-        ),
     )
 
     @field_validator("cache_url")
@@ -275,16 +345,6 @@ class Settings(BaseSettings):
                              "(rediss:// for TLS), or empty to keep counters in the database")
         return value
 
-    @field_validator("auth_trusted_proxies")
-    @classmethod
-    def _networks(cls, value: list[str]) -> list[str]:
-        for item in value:
-            try:
-                ipaddress.ip_network(item.strip(), strict=False)
-            except ValueError as exc:
-                raise ValueError(f"{item!r} is not an IP address or network (e.g. 10.0.0.0/8)"
-                                 ) from exc
-        return value
 
     @model_validator(mode="after")
     def _refuse_default_secrets(self) -> Settings:
@@ -334,7 +394,7 @@ class Settings(BaseSettings):
 
     @property
     def resolved_events_dir(self) -> Path:
-        return self.events_dir if self.events_dir is not None else self.data_dir / "events"
+        return self.events.dir if self.events.dir is not None else self.data_dir / "events"
 
     def public_dict(self) -> dict[str, Any]:
         """Settings as shown to a user: secrets and database passwords masked."""
@@ -351,8 +411,55 @@ class Settings(BaseSettings):
         return data
 
 
+def _shown_default(default: Any) -> str:
+    if isinstance(default, SecretStr):
+        return f"`{default.get_secret_value()}` (local only; refused in production)"
+    if default in ("", None, (), []):
+        return "(empty)"
+    if isinstance(default, tuple | list):
+        return "`" + ", ".join(default) + "`"
+    return f"`{default}`"
+
+
+def setting_names() -> dict[str, str]:
+    """Every setting's environment variable -> its tierlake.toml key (``section.key``)."""
+    names = {}
+    for name, field in Settings.model_fields.items():
+        section = field.annotation
+        if isinstance(section, type) and issubclass(section, Section):
+            for key in section.model_fields:
+                names[f"TIERLAKE_{name.upper()}__{key.upper()}"] = f"{name}.{key}"
+        else:
+            names[f"TIERLAKE_{name.upper()}"] = name
+    return names
+
+
+# Variables read by tierlake outside the settings object (TIERLAKE_CONFIG names the file).
+OTHER_VARIABLES = frozenset({"TIERLAKE_CONFIG"})
+
+
+def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """``TIERLAKE_*`` variables that name no setting, each with the likely intended one.
+
+    pydantic-settings ignores them, so a typo (or a name from before settings had sections,
+    e.g. ``TIERLAKE_EXTRACT__COMPACT_RATIO``) would silently have no effect.
+    """
+    environ = os.environ if environ is None else environ
+    known = setting_names()
+    problems = []
+    for var in sorted(environ):
+        if not var.startswith("TIERLAKE_") or var in known or var in OTHER_VARIABLES:
+            continue
+        if var.startswith(("TIERLAKE_TEST_", "TIERLAKE_REQUIRE_", "TIERLAKE_PG_")):
+            continue  # the test suite's own controls
+        close = difflib.get_close_matches(var, known, n=1, cutoff=0.8)
+        problems.append(f"{var} is not a setting" + (f" (did you mean {close[0]}?)" if close
+                                                    else ""))
+    return problems
+
+
 def settings_reference() -> str:
-    """docs/configuration.md: every setting with its variable, default and help."""
+    """docs/configuration.md: every setting with its variable, key, default and help."""
     lines = [
         "# Configuration",
         "",
@@ -361,20 +468,30 @@ def settings_reference() -> str:
         "Every setting can be given as an environment variable or as a key in `tierlake.toml`",
         "(in the working directory, or the file named by `TIERLAKE_CONFIG`). The environment",
         "wins over the file, the file over the defaults. `tierlake config show` prints the",
-        "effective values, secrets masked.",
+        "effective values, secrets masked. Settings of one part of the system form a section:",
+        "a table in `tierlake.toml` (`[extract]` then `compact_ratio = 0.2`) and a variable",
+        "with the section and the key joined by a double underscore",
+        "(`TIERLAKE_EXTRACT__COMPACT_RATIO=0.2`). A `TIERLAKE_*` variable that names no",
+        "setting is reported when a command starts.",
         "",
         "| variable | `tierlake.toml` key | default | what it does |",
         "|---|---|---|---|",
     ]
+    sections = []
     for name, field in Settings.model_fields.items():
-        default = field.default
-        if isinstance(default, SecretStr):
-            shown = f"`{default.get_secret_value()}` (local only; refused in production)"
-        elif default in ("", None):
-            shown = "(empty)"
-        else:
-            shown = f"`{default}`"
-        lines.append(f"| `TIERLAKE_{name.upper()}` | `{name}` | {shown} | {field.description} |")
+        section = field.annotation
+        if isinstance(section, type) and issubclass(section, Section):
+            sections.append((name, section))
+            continue
+        lines.append(f"| `TIERLAKE_{name.upper()}` | `{name}` | {_shown_default(field.default)} "
+                     f"| {field.description} |")
+    for name, section in sections:
+        lines += ["", f"## `[{name}]`", "", " ".join((section.__doc__ or "").split()), "",
+                  "| variable | `tierlake.toml` key | default | what it does |",
+                  "|---|---|---|---|"]
+        for key, field in section.model_fields.items():
+            lines.append(f"| `TIERLAKE_{name.upper()}__{key.upper()}` | `{name}.{key}` | "
+                         f"{_shown_default(field.default)} | {field.description} |")
     return "\n".join(lines) + "\n"
 
 

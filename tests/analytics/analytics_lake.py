@@ -131,7 +131,7 @@ def build_logged_lake(root: Path) -> LoggedLake:
 
     db.write(fill_carts)
     lake = TierLake(str(root / "lake"))
-    extract(db.url, lake, ExtractConfig(events_dir=root / "events"))
+    extract(db.url, lake, events_dir=root / "events")
 
     def change(s):  # type: ignore[no-untyped-def]
         for order in s.scalars(select(schema.Order).where(schema.Order.id % 9 == 0)):
@@ -147,7 +147,7 @@ def build_logged_lake(root: Path) -> LoggedLake:
                    for i in range(5)])
 
     db.write(change)
-    info = extract(db.url, lake, ExtractConfig(events_dir=root / "events",
-                                               compact_ratio=1e9))
+    info = extract(db.url, lake, ExtractConfig(compact_ratio=1e9),
+                   events_dir=root / "events")
     changed = tuple(t.table for t in info.tables if t.pending)
     return LoggedLake(db, lake, changed)

@@ -98,7 +98,7 @@ def test_successful_logins_do_not_count(database_url: str) -> None:
 
 
 def test_one_address_guessing_across_accounts_is_limited(database_url: str) -> None:
-    settings = _settings(auth_login_failures_per_address=5)
+    settings = _settings(auth={"login_failures_per_address": 5})
     with _apps(database_url, settings) as [client]:
         _register(client, "someone@example.com")
         for n in range(5):
@@ -117,7 +117,7 @@ def test_one_address_guessing_across_accounts_is_limited(database_url: str) -> N
 
 
 def test_x_forwarded_for_is_believed_only_from_trusted_proxies(database_url: str) -> None:
-    settings = _settings(auth_login_failures_per_address=3)
+    settings = _settings(auth={"login_failures_per_address": 3})
     with _apps(database_url, settings, peer=("198.51.100.20", 5000)) as [client]:
         _register(client, "direct@example.com")
         for n in range(3):  # a different made-up address each time: all counted under the peer
@@ -153,7 +153,7 @@ def test_the_limit_ends_with_its_window(database_url: str, storage: str,
     cache = request.getfixturevalue("redis_server").url if storage == "redis" else ""
     # One failure allowed per 3 s: the limited attempt follows the failure at once (a
     # password check, slower on a busy machine, is all that separates them).
-    settings = _settings(auth_login_window_seconds=3, auth_login_failures_per_account=1,
+    settings = _settings(auth={"login_window_seconds": 3, "login_failures_per_account": 1},
                          cache_url=cache)
     with _apps(database_url, settings) as [client]:
         _register(client, "patient@example.com")

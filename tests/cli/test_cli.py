@@ -12,7 +12,7 @@ import typer.main
 from typer.testing import CliRunner
 
 from tierlake.cli import app
-from tierlake.config import Settings, settings_reference
+from tierlake.config import Settings, setting_names, settings_reference
 
 ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
@@ -47,8 +47,8 @@ def test_the_commands_a_user_needs_exist() -> None:
 def test_configuration_reference_is_current() -> None:
     documented = (ROOT / "docs" / "configuration.md").read_text()
     assert documented == settings_reference(), "run: tierlake config docs > docs/configuration.md"
-    for name in Settings.model_fields:
-        assert f"TIERLAKE_{name.upper()}" in documented
+    for variable, key in setting_names().items():  # every key of every section
+        assert f"`{variable}` | `{key}`" in documented
 
 
 def test_environment_beats_file_beats_default(tmp_path: Path, monkeypatch) -> None:
@@ -59,6 +59,29 @@ def test_environment_beats_file_beats_default(tmp_path: Path, monkeypatch) -> No
     s = Settings()
     assert (s.web_port, s.app_port, s.log_level, s.host) == (9100, 9201, "DEBUG", "127.0.0.1")
     assert s.resolved_app_url == "http://127.0.0.1:9201"
+
+
+def test_sections_nest_in_the_file_and_the_environment(tmp_path: Path, monkeypatch) -> None:
+    toml = tmp_path / "tierlake.toml"
+    toml.write_text("[extract]\ncompact_ratio = 0.5\nexclude = ['a', 'b.c']\n"
+                    "[pipeline]\ninterval_seconds = 60\n")
+    monkeypatch.setenv("TIERLAKE_CONFIG", str(toml))
+    monkeypatch.setenv("TIERLAKE_PIPELINE__INTERVAL_SECONDS", "30")
+    s = Settings()
+    assert (s.extract.compact_ratio, s.extract.exclude, s.pipeline.interval_seconds) == (
+        0.5, ["a", "b.c"], 30)
+    assert s.extract.lookback_seconds == 300  # the section's other defaults stay
+    toml.write_text("[extract]\ncompact_ration = 0.5\n")
+    with pytest.raises(ValueError, match="compact_ration"):
+        Settings()
+
+
+def test_a_variable_that_names_no_setting_is_reported_with_the_likely_one() -> None:
+    result = _run("config", "show", env={"TIERLAKE_EXTRACT_COMPACT_RATIO": "0.5"})
+    assert result.returncode == 0
+    assert ("TIERLAKE_EXTRACT_COMPACT_RATIO is not a setting (did you mean "
+            "TIERLAKE_EXTRACT__COMPACT_RATIO?)") in result.stderr
+    assert '"compact_ratio": 0.1' in result.stdout  # and it had no effect
 
 
 def test_unknown_key_in_file_is_refused(tmp_path: Path, monkeypatch) -> None:

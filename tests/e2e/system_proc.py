@@ -92,7 +92,7 @@ def start_system(tmp_path: Path, *, seed: bool, extra_env: dict[str, str] | None
     log = tmp_path / "up.log"
     env = {**os.environ, "TIERLAKE_DATA_DIR": str(tmp_path / "var"),
            "TIERLAKE_WEB_PORT": str(web_port), "TIERLAKE_APP_PORT": str(app_port),
-           "TIERLAKE_EVENTS_FLUSH_SECONDS": "1", "TIERLAKE_PIPELINE_INTERVAL_SECONDS": "0",
+           "TIERLAKE_EVENTS__FLUSH_SECONDS": "1", "TIERLAKE_PIPELINE__INTERVAL_SECONDS": "0",
            **(extra_env or {})}
     args = [sys.executable, "-m", "tierlake", "up"] + ([] if seed else ["--no-seed"])
     with log.open("w") as out:

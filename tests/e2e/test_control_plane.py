@@ -59,7 +59,7 @@ def test_supervisor_killed_during_a_pipeline_run_leaves_no_process(tmp_path: Pat
     what the run started (its SQLite reader) all die with it."""
     seed_small_store(tmp_path / "var")
     s = start_system(tmp_path, seed=False,
-                     extra_env={"TIERLAKE_PIPELINE_INTERVAL_SECONDS": "1"})
+                     extra_env={"TIERLAKE_PIPELINE__INTERVAL_SECONDS": "1"})
     try:
         def run_with_a_child() -> bool:
             procs = descendants(s.proc.pid)
@@ -116,7 +116,7 @@ def test_the_banner_logins_work_through_the_web_tier(tmp_path: Path) -> None:
 
 def test_a_killed_instance_is_replaced_and_the_back_off_resets(tmp_path: Path) -> None:
     s = start_system(tmp_path, seed=False,
-                     extra_env={"TIERLAKE_CONTROL_HEALTHY_RESET_SECONDS": "5"})
+                     extra_env={"TIERLAKE_CONTROL__HEALTHY_RESET_SECONDS": "5"})
     try:
         def replaced(tier: str, old: int) -> bool:
             now = _instances(s, tier)
@@ -196,7 +196,7 @@ def test_a_tier_that_cannot_start_stops_the_others_with_one_line(tmp_path: Path)
             [sys.executable, "-m", "tierlake", "up", "--no-seed"], capture_output=True,
             text=True, timeout=120,
             env={**os.environ, "TIERLAKE_DATA_DIR": str(tmp_path), "TIERLAKE_WEB_PORT": str(port),
-                 "TIERLAKE_APP_PORT": "0", "TIERLAKE_PIPELINE_INTERVAL_SECONDS": "0"})
+                 "TIERLAKE_APP_PORT": "0", "TIERLAKE_PIPELINE__INTERVAL_SECONDS": "0"})
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and f"port {port}" in errors[0] and "TIERLAKE_WEB_PORT" in errors[0]

@@ -170,7 +170,7 @@ def test_a_late_commit_with_an_older_updated_at_is_still_picked_up(
 def test_progress_bars_and_catalog(db: Database, tmp_path: Path, lake: Lake) -> None:
     events = tmp_path / "events"
     seed(db, events_dir=events, orders=5)
-    info = extract(db.url, lake, ExtractConfig(events_dir=events), progress=True)
+    info = extract(db.url, lake, events_dir=events, progress=True)
     assert info.files_ingested > 0 and info.lake_bytes > 0 and info.elapsed_seconds > 0
     catalog = {(t.zone, t.name): t for t in lake.list_tables()}
     assert ("raw", "clickstream/events") in catalog and ("current", "orders") in catalog
@@ -210,13 +210,11 @@ def test_a_run_stopped_between_raw_and_current_is_finished_by_the_next(
     assert_current_matches(db, lake, ["products"])
 
 
-def test_the_log_is_merged_once_enough_runs_wait(
-        db: Database, lake: Lake, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Merge-on-read keeps readers' work bounded: after MAX_PENDING_COMMITS logged runs the
+def test_the_log_is_merged_once_enough_runs_wait(db: Database, lake: Lake) -> None:
+    """Merge-on-read keeps readers' work bounded: after max_pending_commits logged runs the
     next one merges, however few the changes; compacting changes nothing readers see."""
-    monkeypatch.setattr(current, "MAX_PENDING_COMMITS", 2)
     seed(db)
-    config = ExtractConfig(compact_ratio=1e9)  # by size alone: never
+    config = ExtractConfig(compact_ratio=1e9, max_pending_commits=2)  # by size alone: never
     extract(db.url, lake, config)
     first = _product_ids(db)[0]
     versions = []

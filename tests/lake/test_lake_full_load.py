@@ -17,7 +17,7 @@ from tierlake.lake.sources.database import DatabaseSource
 from tierlake.lake.sources.reads import MAX_RANGES, key_ranges
 from tierlake.lake.store import WriteTarget
 
-SMALL_BATCHES = ExtractConfig(batch_rows=25, parallel_reads=2, events_dir=None)
+SMALL_BATCHES = ExtractConfig(batch_rows=25, parallel_reads=2)
 
 
 def test_key_ranges_cover_every_key_once_and_stay_few() -> None:
@@ -42,7 +42,7 @@ def test_a_full_load_in_key_ranges_mirrors_the_database(db: Database, lake: Lake
 
 def test_ranged_reads_are_handed_on_in_order(db: Database) -> None:
     seed(db, orders=60)
-    source = DatabaseSource(db.url, batch_rows=7, parallel_reads=3)
+    source = DatabaseSource(db.url, ExtractConfig(batch_rows=7, parallel_reads=3))
     ranges = key_ranges(1, 200, 13)
     queries = [f"SELECT id FROM order_lines WHERE id >= {a} AND id < {b}" for a, b in ranges]
     try:
@@ -92,7 +92,7 @@ def test_a_read_failing_halfway_commits_neither_raw_nor_current(
         extract(db.url, lake, SMALL_BATCHES)
     message = str(failed.value)
     assert "order_lines" in message and "quantity" in message
-    assert "TIERLAKE_EXTRACT_EXCLUDE" in message
+    assert "TIERLAKE_EXTRACT__EXCLUDE" in message
     assert lake.table("raw", "db/order_lines") is None, "half a table was committed to raw"
     assert lake.table("current", "order_lines") is None, "half a table in current"
     assert_current_matches(db, lake, ["orders", "products", "customers"])  # the others went

@@ -13,18 +13,17 @@ from test_lake_extract import make_changes
 
 from tierlake.data.db import Database
 from tierlake.data.schema import Order, OrderLine, Product
-from tierlake.lake import ExtractConfig, Lake, LakeError, extract
+from tierlake.lake import Lake, LakeError, extract
 
 
 def test_extract_to_s3_mirrors_the_database(db: Database, s3_lake: Lake, tmp_path: Path) -> None:
     events = tmp_path / "events"
     seed(db, events_dir=events, orders=10)
-    config = ExtractConfig(events_dir=events)
-    first = extract(db.url, s3_lake, config)
+    first = extract(db.url, s3_lake, events_dir=events)
     assert first.files_ingested > 0 and first.lake_bytes > 0
     assert_current_matches(db, s3_lake)
     make_changes(db)
-    second = extract(db.url, s3_lake, config)
+    second = extract(db.url, s3_lake, events_dir=events)
     assert second.table("orders").rows == 0 and second.table("products").rows == 2
     assert_current_matches(db, s3_lake)
     assert all(f.startswith(s3_lake.root + "/current/orders/")
@@ -70,7 +69,7 @@ def test_the_whole_pipeline_runs_on_s3(s3_lake: Lake, tmp_path: Path) -> None:
     migrate.upgrade(store.engine)
     seed(store, events_dir=tmp_path / "events", orders=200)
     settings = Settings(data_dir=tmp_path / "var", lake_url=s3_lake.root,
-                        events_dir=tmp_path / "events", database_url=store.url)
+                        events={"dir": tmp_path / "events"}, database_url=store.url)
     info = run_pipeline(settings, progress=False)
     assert {j.name for j in info.jobs} >= {"daily_sales", "funnel", "customer_segments"}
     curated = {t.name: t for t in s3_lake.list_tables() if t.zone == "curated"}

@@ -84,7 +84,7 @@ def test_failed_run_is_reported_and_keeps_the_lake(store_env: dict[str, str]) ->
 
 
 def test_scheduler_runs_the_pipeline_on_its_interval(store_env: dict[str, str]) -> None:
-    settings = Settings(pipeline_interval_seconds=1)
+    settings = Settings(pipeline={"interval_seconds": 1})
 
     async def scheduled() -> None:
         scheduler = PipelineScheduler(settings)
@@ -104,20 +104,20 @@ def test_scheduler_runs_the_pipeline_on_its_interval(store_env: dict[str, str]) 
 def test_a_run_past_its_deadline_is_stopped_and_recorded(store_env: dict[str, str]) -> None:
     """0.1 s is less than the interpreter needs to import the pipeline: the run is always
     late, is stopped with its process group, and the status names the setting."""
-    settings = Settings(pipeline_interval_seconds=1, pipeline_timeout_seconds=0.1)
+    settings = Settings(pipeline={"interval_seconds": 1, "timeout_seconds": 0.1})
     scheduler = PipelineScheduler(settings)
     code = asyncio.run(scheduler.run_once())
     assert code is not None and code != 0
     status = read_status(settings)
     assert status["ok"] is False
-    assert "TIERLAKE_PIPELINE_TIMEOUT_SECONDS" in status["error"], status
+    assert "TIERLAKE_PIPELINE__TIMEOUT_SECONDS" in status["error"], status
     assert scheduler.last_pid is not None
     with pytest.raises(ProcessLookupError):
         os.killpg(scheduler.last_pid, 0)  # the run and all it started are gone
 
 
 def test_no_run_starts_after_stop(store_env: dict[str, str]) -> None:
-    settings = Settings(pipeline_interval_seconds=1)
+    settings = Settings(pipeline={"interval_seconds": 1})
 
     async def stop_then_run() -> int | None:
         scheduler = PipelineScheduler(settings)

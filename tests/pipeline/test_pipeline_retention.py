@@ -21,8 +21,8 @@ from tierlake.seed import seed_store
 
 @pytest.fixture
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    values = {"TIERLAKE_DATA_DIR": str(tmp_path / "var"), "TIERLAKE_EXTRACT_COMPACT_RATIO": "0",
-              "TIERLAKE_LAKE_VACUUM_RETENTION_HOURS": "0"}
+    values = {"TIERLAKE_DATA_DIR": str(tmp_path / "var"), "TIERLAKE_EXTRACT__COMPACT_RATIO": "0",
+              "TIERLAKE_VACUUM__RETENTION_HOURS": "0"}
     for key, value in values.items():
         monkeypatch.setenv(key, value)
     settings = Settings()
@@ -81,8 +81,8 @@ def test_the_run_vacuums_when_due_and_the_command_on_demand(env: dict[str, str])
 
 def test_status_shows_what_the_delta_table_holds_and_what_readers_see(
         env: dict[str, str]) -> None:
-    waits = {**env, "TIERLAKE_EXTRACT_COMPACT_RATIO": "0.5",
-             "TIERLAKE_EXTRACT_MAX_STALENESS_SECONDS": "3600"}
+    waits = {**env, "TIERLAKE_EXTRACT__COMPACT_RATIO": "0.5",
+             "TIERLAKE_EXTRACT__MAX_STALENESS_SECONDS": "3600"}
     assert _tierlake("pipeline", "extract", "--no-progress", env=waits).returncode == 0
     _cancel_some(4)
     assert _tierlake("pipeline", "extract", "--no-progress", env=waits).returncode == 0

@@ -47,9 +47,9 @@ def idempotency_key_of(page: str) -> str:
 
 def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
-        "data_dir": tmp_path / "var", "events_dir": tmp_path / "events",
-        "secret_key": "web-test-secret", "app_url": "http://app.test",
-        "events_flush_seconds": 3600, "events_flush_records": 10_000,
+        "data_dir": tmp_path / "var", "secret_key": "web-test-secret",
+        "app_url": "http://app.test",
+        "events": {"dir": tmp_path / "events", "flush_seconds": 3600, "flush_records": 10_000},
     }
     values.update(overrides)
     return Settings(**values)

@@ -247,7 +247,7 @@ async def test_login_page_says_when_too_many_attempts_failed(store) -> None:
 async def test_the_store_front_passes_each_shoppers_address_to_the_app_tier(
         tmp_path, db) -> None:  # type: ignore[no-untyped-def]
     """Behind one web tier, one shopper's guessing does not lock out another shopper."""
-    settings = settings_for(tmp_path, auth_login_failures_per_address=3)
+    settings = settings_for(tmp_path, auth={"login_failures_per_address": 3})
     api_app = create_api_app(settings, db)
     web_app = create_web_app(settings, app_transport=httpx.ASGITransport(api_app))
 

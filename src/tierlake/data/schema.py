@@ -255,7 +255,7 @@ class RateLimitCounter(Base):
     """One counter of a rate limit (``tierlake.app.ratelimit``), shared by every app instance.
 
     Bookkeeping, not business data: no ``created_at``/``updated_at``, never extracted to the
-    lake (``extract_exclude``). Keys hold no personal data (identifiers are hashed).
+    lake (``extract.exclude``). Keys hold no personal data (identifiers are hashed).
     """
 
     __tablename__ = "rate_limit_counters"

@@ -4,7 +4,7 @@ The Auto Scaling group of the design at a fixed size: instances start on free po
 registered with the tier's :class:`~tierlake.fleet.listener.Listener` once ``/health``
 answers; an instance that dies, or fails its health check three times running, is
 deregistered and replaced. Replacements back off (1 s, 2 s, 4 s ... up to 30 s); the
-back-off resets once an instance has stayed healthy for ``control_healthy_reset_seconds``.
+back-off resets once an instance has stayed healthy for ``control.healthy_reset_seconds``.
 """
 
 from __future__ import annotations

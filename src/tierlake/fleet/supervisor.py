@@ -52,9 +52,9 @@ class Supervisor:
             listener = Listener(tier.name, settings.host, tier.listener_port(settings))
             group = InstanceGroup(
                 tier, settings.host, listener, partial(self._env, tier),
-                size=settings.control_instances,
-                start_timeout=settings.control_start_timeout_seconds,
-                healthy_reset=settings.control_healthy_reset_seconds)
+                size=settings.control.instances,
+                start_timeout=settings.control.start_timeout_seconds,
+                healthy_reset=settings.control.healthy_reset_seconds)
             self.listeners[tier.name], self.groups[tier.name] = listener, group
             self.components += [_ListenerComponent(listener, tier.port_variable), group]
         self.scheduler = PipelineScheduler(settings)

@@ -2,7 +2,7 @@
 
 Layout (zones ``raw``, ``current``, ``curated``; :func:`describe_layout` renders it for the
 docs): ``raw/db/<table>`` the change log as extracted (source columns minus
-``extract_exclude``, plus ``_op`` u/d, ``_extracted_at``, ``_batch``); ``raw/clickstream/events``
+``extract.exclude``, plus ``_op`` u/d, ``_extracted_at``, ``_batch``); ``raw/clickstream/events``
 the delivered events plus ``_source_file``, partitioned by ``dt``; ``current/<table>`` each
 database table as of a raw version (MERGE), the later raw versions applied by readers
 (merge-on-read, :mod:`tierlake.lake.current`); ``curated/<name>`` the jobs' outputs.
@@ -21,7 +21,7 @@ from tierlake.lake.tables import ZONES, Tables
 
 LAYOUT: tuple[tuple[str, str, str], ...] = (
     ("raw/db/<table>", "extract (database source)",
-     "the change log exactly as extracted: the table's columns minus `extract_exclude`, plus "
+     "the change log exactly as extracted: the table's columns minus `extract.exclude`, plus "
      "`_op` (`u` upsert, `d` delete: a `d` row carries the primary key and, in `updated_at`, "
      "the time of the delete), `_extracted_at` and `_batch` (the run id). Append-only; one "
      "commit per run, whose app transaction `tierlake.extract.<table>` is the watermark "

@@ -8,7 +8,7 @@ in the same commit as the rows.
 An extract appends the changes to raw and, as long as they are few, stops there: readers
 apply them (:func:`read`, :func:`read_keys`; the jobs through
 :mod:`tierlake.analytics.merge_on_read`). Once the pending rows reach ``compact_ratio`` of
-the base (or :data:`MAX_PENDING_COMMITS` raw commits wait), :func:`apply_changes` MERGEs
+the base (or ``max_pending_commits`` raw commits wait), :func:`apply_changes` MERGEs
 them into the base (*compaction*); ``compact_ratio=0`` merges on every run. So that a
 plain Delta reader of ``current/`` (which applies nothing) is stale by a known bound, a
 change that has waited ``max_staleness_seconds`` is merged too, by the next extract,
@@ -43,6 +43,7 @@ from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError, TableNotFoundError
 from deltalake.schema import Field
 
+from tierlake.config import ExtractConfig
 from tierlake.lake.errors import LakeError
 from tierlake.lake.fanout import WriteTarget
 from tierlake.lake.files import writer_properties
@@ -52,7 +53,6 @@ META = ("_op", "_extracted_at", "_batch")
 UPDATED_AT = "updated_at"
 PRIMARY_KEY = "tierlake.primary_key"  # raw commits' metadata: the key, as a JSON list
 # Readers open one file (at least) per raw commit: past this many, merge whatever the ratio.
-MAX_PENDING_COMMITS = 32
 
 
 def applied_app_id(table: str) -> str:
@@ -185,11 +185,11 @@ def base_rows(cur: DeltaTable) -> int:
 
 
 def apply_changes(lake: Lake, table: str, pk: list[str], *, versioned: bool,
-                  compact_ratio: float = 0.0,
-                  max_staleness_seconds: float | None = None) -> ApplyInfo:
-    """MERGE the pending changes into ``current/<table>``, unless they are fewer than
-    ``compact_ratio`` of its rows and the oldest has waited less than
-    ``max_staleness_seconds`` (then readers apply them; see the module docstring)."""
+                  policy: ExtractConfig | None = None) -> ApplyInfo:
+    """MERGE the pending changes into ``current/<table>``, unless ``policy`` (the
+    ``[extract]`` settings) leaves them to readers: fewer than ``compact_ratio`` of its rows,
+    at most ``max_pending_commits`` commits, the oldest younger than
+    ``max_staleness_seconds`` (see the module docstring). No policy: merge now."""
     cur = lake.table("current", table)
     todo = pending(lake, table, cur)
     if todo is None:
@@ -198,10 +198,11 @@ def apply_changes(lake: Lake, table: str, pk: list[str], *, versioned: bool,
         return ApplyInfo(version=cur.version() if cur is not None else None)
     # Left to readers only when they can apply it: they need the key from raw's metadata
     # (a lake written before merge-on-read does not name it).
-    if (cur is not None and compact_ratio > 0 and todo.pk is not None
-            and todo.commits <= MAX_PENDING_COMMITS
-            and (max_staleness_seconds is None or todo.age_seconds() < max_staleness_seconds)
-            and todo.rows < compact_ratio * base_rows(cur)):
+    if (cur is not None and policy is not None and policy.compact_ratio > 0
+            and todo.pk is not None and todo.commits <= policy.max_pending_commits
+            and (policy.max_staleness_seconds is None
+                 or todo.age_seconds() < policy.max_staleness_seconds)
+            and todo.rows < policy.compact_ratio * base_rows(cur)):
         return ApplyInfo(version=cur.version(), pending=todo.rows)
     latest, app = todo.latest, applied_app_id(table)
     meta = {"tierlake.raw_version": str(latest)}

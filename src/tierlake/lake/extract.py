@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from tierlake.config import ExtractConfig
 from tierlake.lake.erasure import ErasureInfo, erase_deleted
 from tierlake.lake.errors import ExtractError
 from tierlake.lake.sources.base import NoProgress, Progress, Source, TableExtractInfo
@@ -32,36 +33,8 @@ if TYPE_CHECKING:
     from rich.progress import Progress as RichProgress
     from rich.progress import TaskID
 
-    from tierlake.config import Settings
 
 log = structlog.get_logger(__name__)
-DEFAULT_EXCLUDE = ("auth_sessions", "deleted_rows", "alembic_version", "customers.password_hash",
-                   "rate_limit_counters")
-
-
-@dataclass(frozen=True)
-class ExtractConfig:
-    """The extract's settings (see ``extract_*`` in docs/configuration.md)."""
-
-    lookback_seconds: float = 300.0
-    batch_rows: int = 100_000
-    parallel_reads: int = 2
-    compact_ratio: float = 0.1
-    max_staleness_seconds: float | None = 900.0  # None: by volume only
-    exclude: tuple[str, ...] = DEFAULT_EXCLUDE
-    events_dir: Path | None = None  # None: no clickstream source
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> ExtractConfig:
-        return cls(lookback_seconds=settings.extract_lookback_seconds,
-                   batch_rows=settings.extract_batch_rows,
-                   parallel_reads=settings.extract_parallel_reads,
-                   compact_ratio=settings.extract_compact_ratio,
-                   max_staleness_seconds=settings.extract_max_staleness_seconds,
-                   exclude=tuple(settings.extract_exclude),
-                   events_dir=settings.resolved_events_dir)
-
-
 @dataclass
 class ExtractInfo:
     """What one run did."""
@@ -93,17 +66,14 @@ def new_run_id() -> str:
 
 
 def extract(db_url: str, lake: Lake | str, config: ExtractConfig | None = None, *,
-            progress: bool = False) -> ExtractInfo:
-    """Copy what changed in the database (and new clickstream files) into the lake."""
+              events_dir: Path | None = None, progress: bool = False) -> ExtractInfo:
+    """Copy what changed in the database (and, with ``events_dir``, new clickstream files)
+    into the lake. ``config``: the ``[extract]`` settings (their defaults when None)."""
     config = config or ExtractConfig()
     lake = lake if isinstance(lake, Lake) else Lake(lake)
-    sources: list[Source] = [DatabaseSource(
-        db_url, exclude=config.exclude, lookback_seconds=config.lookback_seconds,
-        batch_rows=config.batch_rows, parallel_reads=config.parallel_reads,
-        compact_ratio=config.compact_ratio,
-        max_staleness_seconds=config.max_staleness_seconds)]
-    if config.events_dir is not None:
-        sources.append(ClickstreamSource(config.events_dir, batch_rows=config.batch_rows))
+    sources: list[Source] = [DatabaseSource(db_url, config)]
+    if events_dir is not None:
+        sources.append(ClickstreamSource(events_dir, batch_rows=config.batch_rows))
     try:
         info = run_sources(sources, lake, progress=progress)
     except ExtractError as exc:  # the tables that did commit still get their erasures

@@ -1,20 +1,20 @@
 """Retention: old data files and old log entries leave the lake.
 
 What is kept of Delta Lake's ``VACUUM`` (and of S3 lifecycle rules that expire old objects):
-every table of every zone is vacuumed with a retention period (``lake_vacuum_retention_hours``,
+every table of every zone is vacuumed with a retention period (``vacuum.retention_hours``,
 default 168 h = 7 days, Delta's ``delta.deletedFileRetentionDuration``): a data file that no
 version of the last period references is deleted, so time travel to any version of that
 period still works, and a folder read as plain Parquet holds the latest version's rows plus
 at most that period's rewritten files. Files of failed writes (never committed) go too.
 
-The log: a table gets a checkpoint (``NNN.checkpoint.parquet``) once ``lake_checkpoint_interval``
+The log: a table gets a checkpoint (``NNN.checkpoint.parquet``) once ``vacuum.checkpoint_interval``
 commits were made since the last one, then ``cleanup_metadata()`` removes the log entries
 older than the table's ``delta.logRetentionDuration`` (30 days) that the checkpoint makes
 unnecessary. Readers then load the table from the checkpoint and a few entries, whatever
 its age.
 
 The pipeline run calls :func:`vacuum_lake` when the last vacuum is older than
-``lake_vacuum_interval_hours`` (the time is kept in the pipeline's status file);
+``vacuum.interval_hours`` (the time is kept in the pipeline's status file);
 ``tierlake pipeline vacuum`` runs it on demand, with ``--dry-run`` to list what would go.
 """
 

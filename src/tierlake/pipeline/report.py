@@ -120,7 +120,7 @@ def print_status(console: Console, tables: list[Any], status: dict[str, Any]) ->
         console.print("rows: what the Delta table holds (what a plain Delta reader sees); "
                       "with log: what tierlake's readers see, the changes 'not merged' applied. "
                       "The next extract merges changes waiting longer than "
-                      "TIERLAKE_EXTRACT_MAX_STALENESS_SECONDS (`tierlake pipeline compact` "
+                      "TIERLAKE_EXTRACT__MAX_STALENESS_SECONDS (`tierlake pipeline compact` "
                       "merges them now).")
     if status.get("last_vacuum_at"):
         last = status.get("last_vacuum") or {}

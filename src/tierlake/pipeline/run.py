@@ -95,9 +95,9 @@ def vacuum(settings: Settings, lake: Any, *, dry_run: bool = False,
     a real vacuum is recorded in the status file."""
     from tierlake.lake.retention import vacuum_lake
 
-    done = vacuum_lake(lake, retention_hours=(settings.lake_vacuum_retention_hours
+    done = vacuum_lake(lake, retention_hours=(settings.vacuum.retention_hours
                                               if retention_hours is None else retention_hours),
-                       checkpoint_interval=settings.lake_checkpoint_interval, dry_run=dry_run)
+                       checkpoint_interval=settings.vacuum.checkpoint_interval, dry_run=dry_run)
     if not dry_run:
         record_vacuum(settings, {"tables": len(done), "files": sum(v.files for v in done),
                                  "bytes": sum(v.bytes for v in done),
@@ -121,7 +121,6 @@ def run_pipeline(settings: Settings, *, engine: str | None = None, master: str |
     """Extract then jobs; the outcome (or the error) goes to the status file."""
     from tierlake.analytics.jobs import JOBS
     from tierlake.analytics.runner import run_jobs
-    from tierlake.lake.extract import ExtractConfig
     from tierlake.lake.extract import extract as run_extract
     from tierlake.lake.store import Lake
 
@@ -131,13 +130,14 @@ def run_pipeline(settings: Settings, *, engine: str | None = None, master: str |
     try:
         lake = Lake(settings.resolved_lake_url)
         if extract:
-            info.extract = run_extract(settings.resolved_database_url, lake,
-                                       ExtractConfig.from_settings(settings), progress=progress)
+            info.extract = run_extract(settings.resolved_database_url, lake, settings.extract,
+                                       events_dir=settings.resolved_events_dir,
+                                       progress=progress)
         if jobs:
             needed = {name for job in JOBS for name in job.inputs}
             inputs = job_inputs(lake, needed)
-            eng = make_engine(engine_name, master or settings.spark_master, lake,
-                              settings.spark_driver_memory)
+            eng = make_engine(engine_name, master or settings.spark.master, lake,
+                              settings.spark.driver_memory)
             try:
                 info.jobs = run_jobs(
                     eng, inputs, progress=progress,

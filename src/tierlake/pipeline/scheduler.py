@@ -1,10 +1,10 @@
 """The pipeline's schedule inside `tierlake up` (an EventBridge-style rate schedule).
 
-A control-plane component. Every ``pipeline_interval_seconds`` it runs
+A control-plane component. Every ``pipeline.interval_seconds`` it runs
 ``tierlake pipeline run`` as a child process, one at a time, so a crash or a memory spike in
 the pipeline never takes the control plane down. The child leads its own process group and
 dies with the control plane, its own children included (:mod:`tierlake.fleet.lifeline`).
-A run past ``pipeline_timeout_seconds`` is terminated, then killed, and recorded as failed.
+A run past ``pipeline.timeout_seconds`` is terminated, then killed, and recorded as failed.
 A tick while a manual run holds the pipeline lock is skipped (the log says who holds it).
 No run starts once :meth:`stop` has been called.
 """
@@ -34,8 +34,8 @@ class PipelineScheduler:
 
     def __init__(self, settings: Settings, env: dict[str, str] | None = None) -> None:
         self.settings = settings
-        self.interval = settings.pipeline_interval_seconds
-        self.timeout = settings.pipeline_timeout_seconds
+        self.interval = settings.pipeline.interval_seconds
+        self.timeout = settings.pipeline.timeout_seconds
         self.env = env or {}
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
@@ -76,7 +76,7 @@ class PipelineScheduler:
             code = await asyncio.wait_for(proc.wait(), self.timeout)
         except TimeoutError:
             await self._end(proc)
-            error = (f"the run took longer than TIERLAKE_PIPELINE_TIMEOUT_SECONDS "
+            error = (f"the run took longer than TIERLAKE_PIPELINE__TIMEOUT_SECONDS "
                      f"({self.timeout:g} s) and was stopped; raise the setting if runs of this "
                      "size need longer")
             write_status(self.settings, ok=False, error=error, engine=self.settings.engine,

@@ -49,14 +49,14 @@ def record_vacuum(settings: Settings, summary: dict[str, Any]) -> dict[str, Any]
 
 
 def vacuum_due(settings: Settings, status: dict[str, Any] | None = None) -> bool:
-    """True when ``lake_vacuum_interval_hours`` have passed since the last vacuum."""
-    if settings.lake_vacuum_interval_hours <= 0:
+    """True when ``vacuum.interval_hours`` have passed since the last vacuum."""
+    if settings.vacuum.interval_hours <= 0:
         return False
     last = (status if status is not None else read_status(settings)).get("last_vacuum_at")
     if not last:
         return True
     age = (datetime.now(UTC) - datetime.fromisoformat(last)).total_seconds()
-    return age >= settings.lake_vacuum_interval_hours * 3600
+    return age >= settings.vacuum.interval_hours * 3600
 
 
 def _save(settings: Settings, status: dict[str, Any]) -> dict[str, Any]:
@@ -85,7 +85,7 @@ class TableStatus:
     a ``current/`` table ``view_rows`` is what tierlake's readers see (the base with the
     changes waiting in ``raw/`` applied), and ``waiting_rows``/``waiting_seconds`` are those
     changes and the age of the oldest (the next extract merges it once that age reaches
-    ``extract_max_staleness_seconds``).
+    ``extract.max_staleness_seconds``).
     """
 
     info: Any  # tierlake.lake.store.TableInfo

@@ -150,7 +150,7 @@ class EventLog:
             error=f"{type(exc).__name__}: {exc}",
             buffered=kept,
             fix=(f"make {self.directory} an existing, writable directory with free space "
-                 "(TIERLAKE_EVENTS_DIR); buffered events are kept and delivery is retried"),
+                 "(TIERLAKE_EVENTS__DIR); buffered events are kept and delivery is retried"),
         )
         if excess > 0:
             log.warning("clickstream.events_dropped", dropped=excess, total_dropped=self.dropped,

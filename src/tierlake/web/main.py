@@ -146,8 +146,8 @@ def create_app(
     api = ApiClient(settings.resolved_app_url, settings.app_timeout_seconds, app_transport)
     event_log = EventLog(
         settings.resolved_events_dir,
-        flush_seconds=settings.events_flush_seconds,
-        flush_records=settings.events_flush_records,
+        flush_seconds=settings.events.flush_seconds,
+        flush_records=settings.events.flush_records,
         source=instance_source(),
     )
 

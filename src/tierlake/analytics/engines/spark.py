@@ -4,7 +4,7 @@ The session is started once, when the engine is created, and stopped by :meth:`c
 (unless it was given). Settings that keep results equal to DuckDB's and runs offline:
 session time zone UTC, a fresh ``spark.sql.warehouse.dir`` per engine, no UI, hive
 partition values kept as strings, few shuffle partitions (``shuffle_partitions``), and a
-driver heap of ``driver_memory`` (``spark_driver_memory``, default 4g).
+driver heap of ``driver_memory`` (``spark.driver_memory``, default 4g).
 
 Remote inputs: Spark here has no S3 connector (``hadoop-aws`` jars cannot be fetched
 offline), so ``s3://`` files are read with pyarrow through fsspec (``filesystem``, e.g.

@@ -2,7 +2,7 @@
 
 The app tier's TCP peer is the web tier (or, later, a load balancer), so the shopper's address
 comes from ``X-Forwarded-For``, which each proxy extends with the peer it saw. Only proxies
-listed in ``auth_trusted_proxies`` are believed: reading the header from the right, the first
+listed in ``auth.trusted_proxies`` are believed: reading the header from the right, the first
 address that is not a trusted proxy is the client (what a client wrote itself further left is
 ignored). A request from an untrusted peer is keyed by that peer, whatever it claims.
 """

@@ -1,9 +1,9 @@
 """Password guessing: how many log-ins may fail per account and per client address.
 
 Fixed windows (the `limits` library's fixed-window strategy): a window opens with the first
-failure of a key and lasts ``auth_login_window_seconds``; within it at most
-``auth_login_failures_per_account`` failures for one e-mail address and
-``auth_login_failures_per_address`` from one client address are allowed, then every attempt,
+failure of a key and lasts ``auth.login_window_seconds``; within it at most
+``auth.login_failures_per_account`` failures for one e-mail address and
+``auth.login_failures_per_address`` from one client address are allowed, then every attempt,
 even with the right password, gets a 429 with ``Retry-After`` until the window ends. A fixed
 window gives an exact ``Retry-After`` and the whole allowance back at once; started by the
 first failure (not by the clock), at most twice the allowance fits across a window's end.
@@ -113,9 +113,9 @@ def login_limiter_for(settings: Settings, db: Database) -> LoginLimiter:
                                socket_connect_timeout=REDIS_TIMEOUT_SECONDS)
     else:
         storage = SQLStorage(db, wrap_exceptions=True)
-    return LoginLimiter(storage, per_account=settings.auth_login_failures_per_account,
-                        per_address=settings.auth_login_failures_per_address,
-                        window_seconds=settings.auth_login_window_seconds,
+    return LoginLimiter(storage, per_account=settings.auth.login_failures_per_account,
+                        per_address=settings.auth.login_failures_per_address,
+                        window_seconds=settings.auth.login_window_seconds,
                         key_secret=settings.secret_key.get_secret_value().encode())
 
 

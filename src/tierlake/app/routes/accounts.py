@@ -37,7 +37,7 @@ Limiter = Annotated[LoginLimiter, Depends(get_login_limiter)]
              responses=CONFLICT)
 def register(db: DB, settings: AppSettings, body: CustomerCreate) -> SessionPublic:
     """Create an account and log it in."""
-    return accounts.register(db, body, settings.session_ttl_hours)
+    return accounts.register(db, body, settings.auth.session_ttl_hours)
 
 
 @router.post("/auth/login", response_model=SessionPublic,
@@ -50,8 +50,8 @@ def login(db: DB, settings: AppSettings, limiter: Limiter, request: Request,
     address from `X-Forwarded-For` when the peer is a trusted proxy): past the limit every
     attempt gets a 429 with `Retry-After` until the window ends.
     """
-    with limiter.attempt(body.email, client_address(request, settings.auth_trusted_proxies)):
-        return accounts.login(db, body.email, body.password, settings.session_ttl_hours)
+    with limiter.attempt(body.email, client_address(request, settings.auth.trusted_proxies)):
+        return accounts.login(db, body.email, body.password, settings.auth.session_ttl_hours)
 
 
 @router.post("/auth/logout", status_code=204, response_class=Response, responses=UNAUTHORIZED)

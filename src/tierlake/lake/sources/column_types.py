@@ -11,7 +11,7 @@ SQLite text for a computed timestamp, ...). Every batch is normalised, with Arro
 * decimals -> ``decimal128(p, s)`` as declared; text -> ``string``; bytes -> ``binary``.
 
 Anything else (``TIME``, intervals, arrays) has no Delta Lake type: the column is refused
-with a :class:`SourceError` naming the table, the column and the fix (``extract_exclude``).
+with a :class:`SourceError` naming the table, the column and the fix (``extract.exclude``).
 """
 
 from __future__ import annotations
@@ -57,8 +57,8 @@ def normalize(table: str, batch: pa.RecordBatch, plans: list[ColumnPlan]) -> pa.
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             raise SourceError(
                 f"{table}.{plan.name}: a value cannot be read as {plan.type} ({exc}); fix the "
-                f"data or leave the column out with extract_exclude (add '{table}.{plan.name}' "
-                "to TIERLAKE_EXTRACT_EXCLUDE)") from exc
+                f"data or leave the column out with extract.exclude (add '{table}.{plan.name}' "
+                "to TIERLAKE_EXTRACT__EXCLUDE)") from exc
     return pa.RecordBatch.from_arrays(arrays, schema=lake_schema(plans))
 
 
@@ -124,5 +124,5 @@ def _plan(table: str, name: str, t: pa.DataType, declared: Any) -> ColumnPlan:
         return plan(pa.string())
     raise SourceError(
         f"{table}.{name}: type {t} (declared {declared}) has no Delta Lake equivalent, so the "
-        f"table {table!r} cannot be copied; leave the column out with extract_exclude (add "
-        f"'{table}.{name}' to TIERLAKE_EXTRACT_EXCLUDE) or change its type in the database")
+        f"table {table!r} cannot be copied; leave the column out with extract.exclude (add "
+        f"'{table}.{name}' to TIERLAKE_EXTRACT__EXCLUDE) or change its type in the database")

@@ -1,7 +1,7 @@
 """The relational source: the store's database into ``raw/db/<table>`` and ``current/<table>``.
 
 What is kept of an RDS export / change-data-capture job: every table is copied (minus
-``extract_exclude``), the first run as a full snapshot, later runs incrementally, and the
+``extract.exclude``), the first run as a full snapshot, later runs incrementally, and the
 lake never runs a transaction on the database (reads only, through ConnectorX's
 ``read_sql(..., return_type="arrow_stream", batch_size=N)``: a RecordBatchReader, bounded
 memory, no per-row Python).
@@ -24,7 +24,7 @@ Per table and run:
 
 The classic gap: a transaction that stamped ``updated_at = t`` but commits after a run read
 past ``t`` is invisible to that run. The next run re-reads from ``W - lookback``, so it is
-picked up as long as transactions (stamp to commit) last less than ``extract_lookback_seconds``
+picked up as long as transactions (stamp to commit) last less than ``extract.lookback_seconds``
 and the app servers' clocks agree within that margin. That is the assumption.
 """
 
@@ -43,6 +43,7 @@ from sqlalchemy import inspect
 from sqlalchemy import types as sqltypes
 from sqlalchemy.engine import make_url
 
+from tierlake.config import ExtractConfig
 from tierlake.data.db import Database, safe_url
 from tierlake.errors import DatabaseUnavailableError
 from tierlake.lake import current
@@ -91,17 +92,13 @@ class DatabaseSource(Source):
 
     name = "db"
 
-    def __init__(self, db_url: str, *, exclude: list[str] | tuple[str, ...] = (),
-                 lookback_seconds: float = 300.0, batch_rows: int = 100_000,
-                 parallel_reads: int = 2, compact_ratio: float = 0.0,
-                 max_staleness_seconds: float | None = None) -> None:
+    def __init__(self, db_url: str, config: ExtractConfig | None = None) -> None:
         self.db_url = db_url
-        self.exclude = set(exclude)
-        self.lookback_us = int(lookback_seconds * 1_000_000)
-        self.batch_rows = batch_rows
-        self.parallel_reads = max(1, parallel_reads)
-        self.compact_ratio = compact_ratio
-        self.max_staleness_seconds = max_staleness_seconds
+        self.config = config = config or ExtractConfig()
+        self.exclude = set(config.exclude)
+        self.lookback_us = int(config.lookback_seconds * 1_000_000)
+        self.batch_rows = config.batch_rows
+        self.parallel_reads = max(1, config.parallel_reads)
         self._cx_url = connectorx_url(db_url)
         self._sqlite = SQLiteReader() if self._cx_url.startswith("sqlite:") else None
         self._db: Database | None = None  # for one-value queries, open during extract()
@@ -217,8 +214,8 @@ class DatabaseSource(Source):
                 "it is running and that TIERLAKE_DATABASE_URL is right.")
         return SourceError(
             f"reading table {table!r} failed: {exc}. If a column holds values that are not of "
-            f"its declared type, fix the data, or leave the column out with extract_exclude "
-            f"(add '{table}.<column>' to TIERLAKE_EXTRACT_EXCLUDE).")
+            f"its declared type, fix the data, or leave the column out with extract.exclude "
+            f"(add '{table}.<column>' to TIERLAKE_EXTRACT__EXCLUDE).")
 
 
 class _TableRun:
@@ -236,7 +233,7 @@ class _TableRun:
         spec, lake = self.spec, self.lake
         if not spec.pk:
             raise SourceError(f"table {spec.name!r} has no primary key, so changes cannot be "
-                              f"applied; add one, or add '{spec.name}' to extract_exclude")
+                              f"applied; add one, or add '{spec.name}' to extract.exclude")
         self._apply()  # catch up first
         self._snap = current.snapshot(lake, spec.name)  # what current/ holds, read once
         raw = lake.table("raw", f"db/{spec.name}")
@@ -325,8 +322,7 @@ class _TableRun:
     def _apply(self) -> None:
         done = current.apply_changes(self.lake, self.spec.name, self.spec.pk,
                                      versioned=self.spec.versioned,
-                                     compact_ratio=self.src.compact_ratio,
-                                     max_staleness_seconds=self.src.max_staleness_seconds)
+                                     policy=self.src.config)
         self.info.inserted += done.inserted
         self.info.updated += done.updated
         self.info.deleted += done.deleted
