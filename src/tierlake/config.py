@@ -166,6 +166,30 @@ class Settings(BaseSettings):
         "console", description="`json` writes one JSON object per log line."
     )
 
+    # -- helper api: request limits and checkout idempotency ------------------------------------
+    app_max_body_bytes: int = Field(
+        64 * 1024, ge=1024, le=64 * 1024 * 1024,
+        description=(
+            "Largest request body the app tier (JSON API) accepts; a larger one is answered "
+            "413 without being read."
+        ),
+    )
+    web_max_body_bytes: int = Field(
+        1024 * 1024, ge=1024, le=64 * 1024 * 1024,
+        description=(
+            "Largest request body (a form) the web tier accepts; a larger one gets a 413 page "
+            "without being read."
+        ),
+    )
+    app_idempotency_lease_seconds: float = Field(
+        60, gt=0, le=3600,
+        description=(
+            "How long a checkout in progress holds its Idempotency-Key: a twin request meanwhile "
+            "gets 409. A hold left by a process that died lapses after this, and the key can "
+            "be used again."
+        ),
+    )
+
     @model_validator(mode="after")
     def _refuse_default_secrets(self) -> Settings:
         if self.environment == "production":

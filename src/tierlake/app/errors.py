@@ -26,12 +26,14 @@ class DomainError(TierlakeError):
     code = "bad_request"
 
     def __init__(self, message: str, *, code: str | None = None,
-                 fields: list[dict[str, str]] | None = None) -> None:
+                 fields: list[dict[str, str]] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
         if code:
             self.code = code
         self.fields = fields or []
+        self.headers = headers or {}
 
 
 class NotFoundError(DomainError):
@@ -66,18 +68,26 @@ def _field_path(loc: tuple) -> str:
     return ".".join(str(p) for p in loc)
 
 
+def _field_error(error: dict) -> dict[str, str]:
+    """One pydantic error as ``{"field", "message", "code"}``; ``code`` is pydantic's error
+    type (``missing``, ``string_too_short``, ``int_type``, ``value_error`` ...), so a client
+    can word its own message."""
+    message = str(error.get("msg", "invalid value"))
+    message = message.removeprefix("Value error, ")  # our validators' messages, as written
+    return {"field": _field_path(error.get("loc", ())), "message": message,
+            "code": str(error.get("type", "invalid"))}
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(_: Request, exc: DomainError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return JSONResponse(error_body(exc.code, exc.message, exc.fields), exc.status, headers)
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+        return JSONResponse(error_body(exc.code, exc.message, exc.fields), exc.status,
+                            {**headers, **exc.headers})
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        fields = [
-            {"field": _field_path(e.get("loc", ())), "message": e.get("msg", "invalid value")}
-            for e in exc.errors()
-        ]
+        fields = [_field_error(e) for e in exc.errors()]
         summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields[:5])
         return JSONResponse(
             error_body("invalid_input", f"The request is invalid ({summary}). "
@@ -87,7 +97,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        codes = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
+        codes = {404: "not_found", 405: "method_not_allowed", 400: "bad_request",
+                 413: "content_too_large"}
         message = exc.detail if isinstance(exc.detail, str) else "request refused"
         if exc.status_code == 404 and message == "Not Found":
             message = "No such endpoint; see /api/docs for the API."

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
 
 from tierlake.app.deps import DB, CurrentCustomer
@@ -10,8 +12,9 @@ from tierlake.app.schemas import CartItemSet, CartPublic, ErrorResponse
 from tierlake.app.services import carts
 
 router = APIRouter(tags=["cart"])
-ERRORS = {401: {"model": ErrorResponse}, 404: {"model": ErrorResponse},
-          409: {"model": ErrorResponse}}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 409: {"model": ErrorResponse},
+    413: {"model": ErrorResponse}}
 
 
 @router.get("/cart", response_model=CartPublic, responses=ERRORS)
