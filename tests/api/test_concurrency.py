@@ -3,36 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
 import uuid
-from collections.abc import Iterator
 
 import httpx
-import pytest
-import uvicorn
 from sqlalchemy import select
 
 from tierlake.data.schema import STORE_TABLES, Base, Cart
-from tierlake.fleet.process import free_port
 
 BUYERS, UNITS = 50, 10
-
-
-@pytest.fixture
-def server_url(api_app) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(api_app, host="127.0.0.1", port=port,
-                                           log_config=None, access_log=False))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
 
 
 def _snapshot(db) -> dict[str, set[tuple]]:  # type: ignore[no-untyped-def]

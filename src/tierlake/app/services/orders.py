@@ -96,8 +96,11 @@ def _placed(s: Session, customer_id: int, key: str, body: OrderCreate) -> OrderP
 
 
 def _hold(s: Session, customer_id: int, key: str, body: OrderCreate,
-          lease_seconds: float) -> datetime:
-    """Hold the cart for this key (committed before the checkout); returns the hold's expiry."""
+          lease_seconds: float) -> OrderPublic | datetime:
+    """Hold the cart for this key (committed before the checkout); returns the hold's expiry,
+    or the order already placed with this key."""
+    if (existing := _placed(s, customer_id, key, body)) is not None:
+        return existing
     cart = s.scalar(select(Cart).where(Cart.customer_id == customer_id))
     if cart is None or not cart.items:
         raise _empty()
@@ -143,10 +146,9 @@ def _release(db: Database, customer_id: int, key: str, until: datetime) -> None:
 def place_order(db: Database, customer_id: int, key: str, body: OrderCreate,
                 lease_seconds: float = 60) -> tuple[OrderPublic, bool]:
     """Check the cart out. Returns the order and whether it was created by this call."""
-    with db.read() as s:
-        if (existing := _placed(s, customer_id, key, body)) is not None:
-            return existing, False
     until = db.write(lambda s: _hold(s, customer_id, key, body, lease_seconds))
+    if isinstance(until, OrderPublic):
+        return until, False
     created = False  # a placed order cleared the hold in its own transaction
     try:
         order, created = db.write(lambda s: _place(s, customer_id, key, body))
