@@ -8,7 +8,6 @@ from datetime import timedelta
 import httpx
 from sqlalchemy import func, select
 
-from conftest import SHIPPING
 from tierlake.app.services.orders import _fingerprint
 from tierlake.data.schema import Cart, Order, utcnow
 
@@ -110,9 +109,6 @@ def test_cannot_put_more_in_the_cart_than_in_stock(api) -> None:
 
 # -- Idempotency-Key: the IETF draft and Stripe's rules ----------------------------------------
 
-OTHER_ADDRESS = {"shipping": {**SHIPPING["shipping"], "address": "1 Other Street"}}
-
-
 def _hold(db, headers_customer: int, key: str, *, expires_in: float, fingerprint: str) -> None:  # type: ignore[no-untyped-def]
     with db.session() as s:
         cart = s.scalar(select(Cart).where(Cart.customer_id == headers_customer))
@@ -134,8 +130,8 @@ def test_same_key_with_a_different_body_is_a_422(api, db) -> None:
     p = api.product(stock=5)
     api.add(shopper, p["id"])
     assert api.checkout(shopper, key="body-key-0001").status_code == 201
-    r = api.client.post("/api/v1/orders", json=OTHER_ADDRESS,
-                        headers={**shopper, "Idempotency-Key": "body-key-0001"})
+    r = api.checkout(shopper, key="body-key-0001",
+                     shipping={**api.shipping, "address": "1 Other Street"})
     assert r.status_code == 422, r.text
     error = r.json()["error"]
     assert error["code"] == "idempotency_key_reused"
@@ -187,7 +183,7 @@ def test_a_twin_in_flight_gets_409_and_a_dead_hold_expires(api, db) -> None:
     assert (r.status_code, r.json()["error"]["code"]) == (409, "checkout_in_progress")
     assert r.headers["retry-after"] == "1"
     # The same request in flight: 409, retry later.
-    fingerprint = _fingerprint(SHIPPING["shipping"], [(p["id"], 1)])
+    fingerprint = _fingerprint(api.shipping, [(p["id"], 1)])
     _hold(db, customer, "twin-key-0002", expires_in=60, fingerprint=fingerprint)
     r = api.checkout(shopper, key="twin-key-0002")
     assert (r.status_code, r.json()["error"]["code"]) == (409, "request_in_progress")
@@ -221,7 +217,7 @@ def test_concurrent_twins_place_one_order(api, db, server_url) -> None:
     async def twins() -> list[httpx.Response]:
         async with httpx.AsyncClient(base_url=server_url, timeout=60) as client:
             return await asyncio.gather(*[
-                client.post("/api/v1/orders", json=SHIPPING,
+                client.post("/api/v1/orders", json={"shipping": api.shipping},
                             headers={**shopper, "Idempotency-Key": "concurrent-key-01"})
                 for _ in range(8)])
 
@@ -238,8 +234,7 @@ def test_concurrent_twins_place_one_order(api, db, server_url) -> None:
     assert _orders(db) == 1
     assert api.client.get(f"/api/v1/products/{p['id']}").json()["stock"] == 47
     # A retry once it is done is answered with the order.
-    again = api.client.post("/api/v1/orders", json=SHIPPING,
-                            headers={**shopper, "Idempotency-Key": "concurrent-key-01"})
+    again = api.checkout(shopper, key="concurrent-key-01")
     assert (again.status_code, again.json()) == (200, placed)
 
 

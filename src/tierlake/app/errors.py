@@ -78,7 +78,9 @@ def _field_error(error: dict) -> dict[str, str]:
             "code": str(error.get("type", "invalid"))}
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def install_error_handlers(app: FastAPI, last_resort_headers: dict[str, str]) -> None:
+    """``last_resort_headers``: what the middleware would add, for the 500 answer that
+    Starlette sends from outside it."""
     @app.exception_handler(DomainError)
     async def _domain(_: Request, exc: DomainError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
@@ -127,4 +129,5 @@ def install_error_handlers(app: FastAPI) -> None:
                        f"Something went wrong on our side (request id {request_id or 'n/a'}); "
                        "it has been logged. Try again, and report the id if it persists."),
             500,
+            headers={**last_resort_headers, "X-Request-ID": request_id},
         )

@@ -66,7 +66,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     )
     app.state.db = database
     app.state.settings = settings
-    install_error_handlers(app)
+    install_error_handlers(app, security_headers(API_CSP))
     for module in (health, catalogue, accounts, cart, orders, admin):
         app.include_router(module.router, prefix=API_PREFIX)
     install_docs(app)

@@ -24,6 +24,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from tierlake.asgi.body_limit import BodyLimitMiddleware, BodyTooLargeError
+from tierlake.asgi.request_id import HEADER as REQUEST_ID_HEADER
 from tierlake.asgi.request_id import RequestIdMiddleware
 from tierlake.asgi.security_headers import SecurityHeadersMiddleware, security_headers
 from tierlake.config import Settings, get_settings
@@ -40,6 +41,7 @@ from tierlake.web.session import CookieCodec, WebContext
 from tierlake.web.tracking import instance_source
 
 log = structlog.get_logger("tierlake.web")
+LAST_RESORT_HEADERS = security_headers(WEB_CSP)
 STATIC = Path(__file__).parent / "static"
 
 
@@ -103,14 +105,17 @@ async def _login_required(request: Request, exc: Exception) -> Response:
 
 async def _server_error(request: Request, exc: Exception) -> Response:
     # The traceback goes to the log (structured, with the request id); the page stays clean.
-    log.error("web.unhandled", path=request.url.path, exc_info=exc)
     reference = getattr(request.state, "request_id", None)
+    log.error("web.unhandled", path=request.url.path, request_id=reference, exc_info=exc)
     try:
         _ensure_web(request)
-        return error_page(request, 500, "Something went wrong",
-                          "An unexpected error happened on our side. Please try again."
-                          + (f" If it keeps happening, tell us this reference: {reference}."
-                             if reference else ""))
+        response = error_page(request, 500, "Something went wrong",
+                              "An unexpected error happened on our side. Please try again."
+                              + (f" If it keeps happening, tell us this reference: {reference}."
+                                 if reference else ""))
+        # This handler answers outside the middleware (Starlette's last resort): add their headers.
+        response.headers.update({**LAST_RESORT_HEADERS, REQUEST_ID_HEADER: reference or ""})
+        return response
     except Exception:  # noqa: BLE001 - the last line of defence must not fail
         return PlainTextResponse("Something went wrong. Please try again.", 500)
 
