@@ -8,7 +8,6 @@ from datetime import timedelta
 import httpx
 from sqlalchemy import func, select
 
-from tierlake.app.services.orders import _fingerprint
 from tierlake.data.schema import Cart, Order, utcnow
 
 
@@ -183,6 +182,8 @@ def test_a_twin_in_flight_gets_409_and_a_dead_hold_expires(api, db) -> None:
     assert (r.status_code, r.json()["error"]["code"]) == (409, "checkout_in_progress")
     assert r.headers["retry-after"] == "1"
     # The same request in flight: 409, retry later.
+    from tierlake.app.services.orders import _fingerprint
+
     fingerprint = _fingerprint(api.shipping, [(p["id"], 1)])
     _hold(db, customer, "twin-key-0002", expires_in=60, fingerprint=fingerprint)
     r = api.checkout(shopper, key="twin-key-0002")
