@@ -107,3 +107,19 @@ async def test_admin_routes_with_ids_and_forms_speak_to_people(store, catalogue)
         "csrf_token": csrf_of(admin.text), "slug": "Not A Slug", "name": ""})
     assert r.status_code == 422
     assert_for_people(r.text)
+
+
+def test_each_kind_of_mistake_has_its_own_sentence() -> None:
+    from tierlake.web.messages import field_text
+
+    assert field_text("password", "string_too_short",
+                      "String should have at least 8 characters") == "Use at least 8 characters."
+    assert field_text("sku", "string_too_long",
+                      "String should have at most 40 characters") == "Use at most 40 characters."
+    assert field_text("name", "string_too_short",
+                      "String should have at least 1 character") == "Fill in this field."
+    assert field_text("name", "missing", "Field required") == "Fill in this field."
+    assert field_text("email", "value_error", "value is not a valid email address: An email "
+                      "address must have an @-sign.") == "An email address must have an @-sign."
+    assert field_text("stock", "int_type", "Input should be a valid integer") == (
+        "Enter a whole number.")

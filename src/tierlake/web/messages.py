@@ -12,6 +12,7 @@ into a 404.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 # Each form's sentence per field: what to enter. Pages pass theirs to field_errors().
@@ -38,6 +39,7 @@ _BY_CODE = {
     "extra_forbidden": "This field is not expected here.",
 }
 _FALLBACK = "Check this field."
+_LENGTH = re.compile(r"at (least|most) (\d+) character")
 NOT_FOUND = "We couldn't find what you were looking for. It may have moved or no longer exist."
 
 
@@ -52,6 +54,14 @@ def _tidy(message: str) -> str:
     return message[:1].upper() + message[1:]
 
 
+def _length_text(code: str | None, message: str) -> str | None:
+    """``String should have at least 8 characters`` -> ``Use at least 8 characters.``"""
+    found = _LENGTH.search(message) if code in ("string_too_short", "string_too_long") else None
+    if found is None or found.group(2) == "1" and found.group(1) == "least":
+        return None  # at least 1: the field is simply empty
+    return f"Use at {found.group(1)} {found.group(2)} characters."
+
+
 def field_text(name: str, code: str | None, message: str,
                form: Mapping[str, str] | None = None) -> str:
     """The sentence to show for one field error."""
@@ -59,7 +69,7 @@ def field_text(name: str, code: str | None, message: str,
         return _tidy(message)
     if form and name in form:
         return form[name]
-    return _BY_CODE.get(code or "", _FALLBACK)
+    return _length_text(code, message) or _BY_CODE.get(code or "", _FALLBACK)
 
 
 def field_errors(fields: list[dict[str, str]],
