@@ -9,6 +9,7 @@ count), records the clickstream events and logs one short line.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import structlog
 from starlette.datastructures import MutableHeaders
@@ -48,7 +49,7 @@ class WebContextMiddleware:
         ctx = context_from_cookies(self.codec, cookies)
         scope.setdefault("state", {})["web"] = ctx
         secure = scope.get("scheme") == "https"
-        result = {"status": 500, "content_type": ""}
+        result: dict[str, Any] = {"status": 500, "content_type": ""}
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
