@@ -32,10 +32,10 @@ import hashlib
 import json
 import math
 from collections.abc import Iterable
-from contextlib import suppress
 from datetime import datetime, timedelta
 from typing import Any, cast
 
+import structlog
 from sqlalchemy import CursorResult, Result, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -46,6 +46,7 @@ from tierlake.data.db import Database
 from tierlake.data.schema import Cart, Inventory, Order, OrderLine, utcnow
 from tierlake.pricing import line_total, totals
 
+log = structlog.get_logger(__name__)
 RETRY_AFTER = {"Retry-After": "1"}
 
 
@@ -139,8 +140,11 @@ def _release(db: Database, customer_id: int, key: str, until: datetime) -> None:
                           checkout_expires_at=None, updated_at=utcnow())
                   .execution_options(synchronize_session=False))
 
-    with suppress(Exception):  # a hold we cannot free lapses at its expiry
+    try:
         db.write(_free)
+    except Exception:  # the checkout's own error is what the client must see
+        log.warning("checkout.hold_not_released", customer_id=customer_id, lapses_at=str(until),
+                    exc_info=True)
 
 
 def place_order(db: Database, customer_id: int, key: str, body: OrderCreate,
