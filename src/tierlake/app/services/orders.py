@@ -100,9 +100,11 @@ def _hold(s: Session, customer_id: int, key: str, body: OrderCreate,
           lease_seconds: float) -> OrderPublic | datetime:
     """Hold the cart for this key (committed before the checkout); returns the hold's expiry,
     or the order already placed with this key."""
+    # Lock the cart first: a twin's checkout that is committing holds this row, so what we
+    # read next (its order, the emptied cart) is after its commit, never half before.
+    cart = s.scalar(select(Cart).where(Cart.customer_id == customer_id).with_for_update())
     if (existing := _placed(s, customer_id, key, body)) is not None:
         return existing
-    cart = s.scalar(select(Cart).where(Cart.customer_id == customer_id))
     if cart is None or not cart.items:
         raise _empty()
     fingerprint = _fingerprint(body.shipping.model_dump(), _cart_lines(cart))
