@@ -249,6 +249,33 @@ class AuthConfig(Section):
                                  ) from exc
         return value
 
+class LimitsConfig(Section):
+    """What one request may ask of the tiers: body sizes, and how long a checkout holds its
+    Idempotency-Key."""
+
+    app_max_body_bytes: int = Field(
+        64 * 1024, ge=1024, le=64 * 1024 * 1024,
+        description=(
+            "Largest request body the app tier (JSON API) accepts; a larger one is answered "
+            "413 without being read."
+        ),
+    )
+    web_max_body_bytes: int = Field(
+        1024 * 1024, ge=1024, le=64 * 1024 * 1024,
+        description=(
+            "Largest request body (a form) the web tier accepts; a larger one gets a 413 page "
+            "without being read."
+        ),
+    )
+    idempotency_lease_seconds: float = Field(
+        60, gt=0, le=3600,
+        description=(
+            "How long a checkout in progress holds its Idempotency-Key: a twin request meanwhile "
+            "gets 409. A hold left by a process that died lapses after this, and the key can "
+            "be used again."
+        ),
+    )
+
 
 class Settings(BaseSettings):
     """tierlake's configuration. See docs/configuration.md for every key."""
@@ -325,8 +352,7 @@ class Settings(BaseSettings):
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     control: ControlConfig = Field(default_factory=ControlConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
-    # -- ctl: the control plane behind `tierlake up` ------------------------------------------
-
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
     cache_url: str = Field(
         "",
         description=(
@@ -344,7 +370,6 @@ class Settings(BaseSettings):
             raise ValueError("must be a Redis URL such as redis://127.0.0.1:6379/0 "
                              "(rediss:// for TLS), or empty to keep counters in the database")
         return value
-
 
     @model_validator(mode="after")
     def _refuse_default_secrets(self) -> Settings:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 
 from tierlake.app.main import create_app
@@ -14,6 +17,7 @@ from tierlake.app.security import hash_password
 from tierlake.config import Settings
 from tierlake.data.db import Database
 from tierlake.data.schema import Customer
+from tierlake.fleet.process import free_port
 
 ADMIN_EMAIL, ADMIN_PASSWORD = "admin@example.com", "admin-password-1"
 SHIPPING = {"shipping": {"name": "Ada Lovelace", "address": "12 Analytical Row",
@@ -55,9 +59,16 @@ class Api:
         assert r.status_code == 200, r.text
         return r.json()
 
-    def checkout(self, headers: dict[str, str], key: str | None = None):  # type: ignore[no-untyped-def]
-        return self.client.post("/api/v1/orders", json=SHIPPING,
+    def checkout(self, headers: dict[str, str], key: str | None = None,  # type: ignore[no-untyped-def]
+                 shipping: dict[str, str] | None = None):
+        body = {"shipping": shipping} if shipping is not None else SHIPPING
+        return self.client.post("/api/v1/orders", json=body,
                                 headers={**headers, "Idempotency-Key": key or uuid.uuid4().hex})
+
+    @property
+    def shipping(self) -> dict[str, str]:
+        """The shipping address ``checkout`` sends by default."""
+        return dict(SHIPPING["shipping"])
 
 
 def make_admin(db: Database) -> None:
@@ -79,3 +90,20 @@ def api(db: Database, api_app) -> Iterator[Api]:  # type: ignore[no-untyped-def]
                         json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
         assert r.status_code == 200, r.text
         yield Api(client, {"Authorization": f"Bearer {r.json()['token']}"})
+
+
+@pytest.fixture
+def server_url(api_app) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """The app under test served by a real uvicorn on a free port (a thread of the test)."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(api_app, host="127.0.0.1", port=port,
+                                           log_config=None, access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)

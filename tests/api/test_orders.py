@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import timedelta
+
+import httpx
 from sqlalchemy import func, select
 
-from tierlake.data.schema import Order
+from tierlake.data.schema import Cart, Order, utcnow
 
 
 def test_cart_totals_and_free_shipping_threshold(api) -> None:
@@ -100,3 +104,160 @@ def test_cannot_put_more_in_the_cart_than_in_stock(api) -> None:
     r = api.client.put(f"/api/v1/cart/items/{p['id']}", json={"quantity": 4}, headers=shopper)
     assert r.status_code == 409
     assert "Only 3" in r.json()["error"]["message"]
+
+
+# -- Idempotency-Key: the IETF draft and Stripe's rules ----------------------------------------
+
+def _hold(db, headers_customer: int, key: str, *, expires_in: float, fingerprint: str) -> None:  # type: ignore[no-untyped-def]
+    with db.session() as s:
+        cart = s.scalar(select(Cart).where(Cart.customer_id == headers_customer))
+        cart.checkout_key, cart.checkout_fingerprint = key, fingerprint
+        cart.checkout_expires_at = utcnow() + timedelta(seconds=expires_in)
+
+
+def _customer_id(api, headers: dict[str, str]) -> int:  # type: ignore[no-untyped-def]
+    return api.client.get("/api/v1/me", headers=headers).json()["id"]
+
+
+def _orders(db) -> int:  # type: ignore[no-untyped-def]
+    with db.read() as s:
+        return s.scalar(select(func.count(Order.id))) or 0
+
+
+def test_same_key_with_a_different_body_is_a_422(api, db) -> None:
+    shopper = api.register()
+    p = api.product(stock=5)
+    api.add(shopper, p["id"])
+    assert api.checkout(shopper, key="body-key-0001").status_code == 201
+    r = api.checkout(shopper, key="body-key-0001",
+                     shipping={**api.shipping, "address": "1 Other Street"})
+    assert r.status_code == 422, r.text
+    error = r.json()["error"]
+    assert error["code"] == "idempotency_key_reused"
+    assert "different request" in error["message"] and "new key" in error["message"]
+    assert _orders(db) == 1
+
+
+def test_same_key_with_a_different_cart_is_a_422_and_an_empty_cart_is_a_retry(api, db) -> None:
+    shopper = api.register()
+    mug, pen = api.product(name="Mug", stock=5), api.product(name="Pen", stock=5)
+    api.add(shopper, mug["id"])
+    first = api.checkout(shopper, key="cart-key-0001")
+    assert first.status_code == 201
+    # The checkout emptied the cart: the same body again is a true retry.
+    again = api.checkout(shopper, key="cart-key-0001")
+    assert (again.status_code, again.json()) == (200, first.json())
+    # A new cart under the old key is another order: refused, nothing placed.
+    api.add(shopper, pen["id"])
+    r = api.checkout(shopper, key="cart-key-0001")
+    assert (r.status_code, r.json()["error"]["code"]) == (422, "idempotency_key_reused")
+    assert _orders(db) == 1
+    assert len(api.client.get("/api/v1/cart", headers=shopper).json()["items"]) == 1
+    # The same content as the order is still the same request.
+    api.client.delete(f"/api/v1/cart/items/{pen['id']}", headers=shopper)
+    api.add(shopper, mug["id"])
+    assert api.checkout(shopper, key="cart-key-0001").json() == first.json()
+
+
+def test_a_twin_in_flight_gets_409_and_a_dead_hold_expires(api, db) -> None:
+    shopper = api.register()
+    p = api.product(stock=5)
+    api.add(shopper, p["id"])
+    customer = _customer_id(api, shopper)
+    # Let a first request hold the cart for the key, as if it were still running.
+    r = api.checkout(shopper, key="twin-key-0001")  # learn the request's fingerprint
+    assert r.status_code == 201
+    with db.read() as s:
+        order = s.scalar(select(Order).where(Order.id == r.json()["id"]))
+        assert order is not None
+    # A new cart and a hold by another key that is still running:
+    api.add(shopper, p["id"])
+    with db.session() as s:
+        cart = s.scalar(select(Cart).where(Cart.customer_id == customer))
+        assert cart is not None and cart.checkout_key is None  # the checkout gave it back
+    _hold(db, customer, "twin-key-0002", expires_in=60, fingerprint="f" * 64)
+    r = api.checkout(shopper, key="twin-key-0002")
+    assert (r.status_code, r.json()["error"]["code"]) == (422, "idempotency_key_reused")
+    r = api.checkout(shopper, key="twin-key-0003")
+    assert (r.status_code, r.json()["error"]["code"]) == (409, "checkout_in_progress")
+    assert r.headers["retry-after"] == "1"
+    # The same request in flight: 409, retry later.
+    from tierlake.app.services.orders import _fingerprint
+
+    fingerprint = _fingerprint(api.shipping, [(p["id"], 1)])
+    _hold(db, customer, "twin-key-0002", expires_in=60, fingerprint=fingerprint)
+    r = api.checkout(shopper, key="twin-key-0002")
+    assert (r.status_code, r.json()["error"]["code"]) == (409, "request_in_progress")
+    assert r.headers["retry-after"] == "1"
+    assert _orders(db) == 1
+    # The process holding it died: once the hold has expired, the key works.
+    _hold(db, customer, "twin-key-0002", expires_in=-1, fingerprint=fingerprint)
+    r = api.checkout(shopper, key="twin-key-0002")
+    assert r.status_code == 201, r.text
+    assert _orders(db) == 2
+
+
+def test_a_refused_checkout_gives_the_key_back(api, db) -> None:
+    shopper = api.register()
+    p = api.product(stock=2)
+    api.add(shopper, p["id"], 2)
+    api.client.put(f"/api/v1/admin/products/{p['id']}/stock", json={"quantity": 1},
+                   headers=api.admin)
+    r = api.checkout(shopper, key="short-key-0001")
+    assert (r.status_code, r.json()["error"]["code"]) == (409, "out_of_stock")
+    api.add(shopper, p["id"], 1)  # fix the cart, and retry with the same key
+    r = api.checkout(shopper, key="short-key-0001")
+    assert r.status_code == 201, r.text
+
+
+def test_concurrent_twins_place_one_order(api, db, server_url) -> None:
+    shopper = api.register()
+    p = api.product(stock=50)
+    api.add(shopper, p["id"], 3)
+
+    async def twins() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=server_url, timeout=60) as client:
+            return await asyncio.gather(*[
+                client.post("/api/v1/orders", json={"shipping": api.shipping},
+                            headers={**shopper, "Idempotency-Key": "concurrent-key-01"})
+                for _ in range(8)])
+
+    responses = asyncio.run(twins())
+    codes = [r.status_code for r in responses]
+    assert codes.count(201) == 1, [r.text for r in responses]
+    placed = next(r.json() for r in responses if r.status_code == 201)
+    for r in responses:
+        assert r.status_code in (200, 201, 409), r.text
+        if r.status_code == 409:
+            assert r.json()["error"]["code"] == "request_in_progress"
+        else:
+            assert r.json() == placed
+    assert _orders(db) == 1
+    assert api.client.get(f"/api/v1/products/{p['id']}").json()["stock"] == 47
+    # A retry once it is done is answered with the order.
+    again = api.checkout(shopper, key="concurrent-key-01")
+    assert (again.status_code, again.json()) == (200, placed)
+
+
+# -- strict types in request bodies --------------------------------------------------------------
+
+
+def test_numbers_and_booleans_must_be_json_numbers_and_booleans(api) -> None:
+    shopper = api.register()
+    p = api.product(stock=5)
+    for wrong in ("2", True, 2.5, "two"):
+        r = api.client.put(f"/api/v1/cart/items/{p['id']}", json={"quantity": wrong},
+                           headers=shopper)
+        assert r.status_code == 422, (wrong, r.text)
+        assert [f["field"] for f in r.json()["error"]["fields"]] == ["body.quantity"]
+    assert api.add(shopper, p["id"], 2)["item_count"] == 2
+    for body in ({"price_cents": "100"}, {"active": "true"}, {"active": 1}):
+        r = api.client.patch(f"/api/v1/admin/products/{p['id']}", json=body, headers=api.admin)
+        assert r.status_code == 422, (body, r.text)
+        assert [f["field"] for f in r.json()["error"]["fields"]] == [f"body.{next(iter(body))}"]
+    r = api.client.patch(f"/api/v1/admin/products/{p['id']}", json={"active": False},
+                         headers=api.admin)
+    assert r.status_code == 200 and r.json()["active"] is False
+    # Query parameters are text by nature and stay lax.
+    assert api.client.get("/api/v1/products", params={"page": "1", "page_size": "5"}
+                          ).status_code == 200

@@ -17,10 +17,9 @@ from tierlake.app.security import verify_password
 from tierlake.data import migrate, schema
 from tierlake.data.db import Database
 from tierlake.events import list_delivered
+from tierlake.pricing import FREE_SHIPPING_FROM_CENTS, SHIPPING_CENTS
 from tierlake.seed import (
     DEMO_PASSWORD,
-    FREE_SHIPPING_FROM_CENTS,
-    SHIPPING_CENTS,
     SeedInfo,
     StoreNotEmptyError,
     is_empty,
@@ -82,13 +81,6 @@ def test_order_totals_equal_their_lines(seeded) -> None:  # type: ignore[no-unty
         assert ship == (0 if sub >= FREE_SHIPPING_FROM_CENTS else SHIPPING_CENTS)
         assert 1 <= n <= 5 and distinct == n  # a product appears once per order
     assert {o[2] for o in orders} == {0, SHIPPING_CENTS}
-
-
-def test_shipping_rule_is_the_carts(seeded) -> None:  # type: ignore[no-untyped-def]
-    from tierlake.app.services import carts
-
-    assert (FREE_SHIPPING_FROM_CENTS, SHIPPING_CENTS) == (
-        carts.FREE_SHIPPING_FROM_CENTS, carts.SHIPPING_CENTS)
 
 
 def test_lines_name_products_that_were_on_sale(seeded) -> None:  # type: ignore[no-untyped-def]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import httpx
@@ -238,3 +239,34 @@ async def test_any_web_instance_can_serve_any_request(store, catalogue) -> None:
         assert r.status_code == 303 and r.headers["location"] == "/cart"
         cart = await two.get("/cart")
         assert "Ceramic Mug" in cart.text
+
+
+async def test_a_stale_checkout_form_for_a_changed_cart_places_nothing(store, catalogue) -> None:
+    client = store.browser()
+    await register(client)
+    await add_to_cart(client, catalogue["mug"])
+    checkout = await client.get("/checkout")
+    form = {"csrf_token": csrf_of(checkout.text),
+            "idempotency_key": idempotency_key_of(checkout.text), **SHIPPING}
+    assert (await client.post("/checkout", data=form)).status_code == 303
+    await add_to_cart(client, catalogue["knife"])
+    r = await client.post("/checkout", data=form)  # the old page, sent again (Back, resubmit)
+    assert r.status_code == 303 and r.headers["location"] == "/checkout"
+    page = await client.get("/checkout")
+    assert "Your cart changed since this checkout page was opened" in page.text
+    assert (await client.get("/orders")).text.count('data-testid="order-row"') == 1
+
+
+async def test_two_submits_at_once_show_one_order(store, catalogue) -> None:
+    client = store.browser()
+    await register(client)
+    await add_to_cart(client, catalogue["mug"])
+    checkout = await client.get("/checkout")
+    form = {"csrf_token": csrf_of(checkout.text),
+            "idempotency_key": idempotency_key_of(checkout.text), **SHIPPING}
+    first, second = await asyncio.gather(client.post("/checkout", data=form),
+                                         client.post("/checkout", data=form))
+    assert first.status_code == second.status_code == 303
+    assert first.headers["location"] == second.headers["location"]
+    assert first.headers["location"].startswith("/orders/")
+    assert (await client.get("/orders")).text.count('data-testid="order-row"') == 1

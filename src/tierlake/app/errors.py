@@ -26,13 +26,14 @@ class DomainError(TierlakeError):
     code = "bad_request"
 
     def __init__(self, message: str, *, code: str | None = None,
-                 fields: list[dict[str, str]] | None = None) -> None:
+                 fields: list[dict[str, str]] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
         if code:
             self.code = code
         self.fields = fields or []
-        self.headers: dict[str, str] = {}
+        self.headers = headers or {}
 
 
 class NotFoundError(DomainError):
@@ -87,7 +88,19 @@ def _field_path(loc: tuple) -> str:
     return ".".join(str(p) for p in loc)
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def _field_error(error: dict) -> dict[str, str]:
+    """One pydantic error as ``{"field", "message", "code"}``; ``code`` is pydantic's error
+    type (``missing``, ``string_too_short``, ``int_type``, ``value_error`` ...), so a client
+    can word its own message."""
+    message = str(error.get("msg", "invalid value"))
+    message = message.removeprefix("Value error, ")  # our validators' messages, as written
+    return {"field": _field_path(error.get("loc", ())), "message": message,
+            "code": str(error.get("type", "invalid"))}
+
+
+def install_error_handlers(app: FastAPI, last_resort_headers: dict[str, str]) -> None:
+    """``last_resort_headers``: what the middleware would add, for the 500 answer that
+    Starlette sends from outside it."""
     @app.exception_handler(DomainError)
     async def _domain(_: Request, exc: DomainError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
@@ -96,10 +109,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        fields = [
-            {"field": _field_path(e.get("loc", ())), "message": e.get("msg", "invalid value")}
-            for e in exc.errors()
-        ]
+        fields = [_field_error(e) for e in exc.errors()]
         summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields[:5])
         return JSONResponse(
             error_body("invalid_input", f"The request is invalid ({summary}). "
@@ -109,7 +119,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        codes = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
+        codes = {404: "not_found", 405: "method_not_allowed", 400: "bad_request",
+                 413: "content_too_large"}
         message = exc.detail if isinstance(exc.detail, str) else "request refused"
         if exc.status_code == 404 and message == "Not Found":
             message = "No such endpoint; see /api/docs for the API."
@@ -138,4 +149,5 @@ def install_error_handlers(app: FastAPI) -> None:
                        f"Something went wrong on our side (request id {request_id or 'n/a'}); "
                        "it has been logged. Try again, and report the id if it persists."),
             500,
+            headers={**last_resort_headers, "X-Request-ID": request_id},
         )

@@ -8,24 +8,31 @@ UI served from the package, no CDN).
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
-from pathlib import Path
 
-import swagger_ui
 from fastapi import FastAPI
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse
-from fastapi.staticfiles import StaticFiles
+from fastapi.responses import JSONResponse
+from starlette.middleware import Middleware
+from starlette.types import Scope
 
 from tierlake import __version__
-from tierlake.app.errors import install_error_handlers
+from tierlake.app.docs import install_docs
+from tierlake.app.errors import error_body, install_error_handlers
 from tierlake.app.middleware import RequestLogMiddleware
 from tierlake.app.ratelimit.login import login_limiter_for
 from tierlake.app.routes import accounts, admin, cart, catalogue, health, orders
+from tierlake.asgi.body_limit import BodyLimitMiddleware, BodyTooLargeError
+from tierlake.asgi.request_id import RequestIdMiddleware
+from tierlake.asgi.security_headers import SecurityHeadersMiddleware, security_headers
 from tierlake.config import Settings, get_settings
 from tierlake.data.db import Database
 
 API_PREFIX = "/api/v1"
-_SWAGGER_STATIC = Path(swagger_ui.__file__).parent / "static"
+# JSON needs no sources at all; the docs page sets its own policy (app/docs.py).
+API_CSP = "default-src 'none'; frame-ancestors 'none'"
+
+
+def _too_large(_: Scope, exc: BodyTooLargeError) -> JSONResponse:
+    return JSONResponse(error_body("content_too_large", str(exc.detail)), 413)
 
 
 def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
@@ -50,24 +57,20 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
+        middleware=[  # outermost first
+            Middleware(RequestIdMiddleware),
+            Middleware(SecurityHeadersMiddleware, headers=security_headers(API_CSP)),
+            Middleware(RequestLogMiddleware),
+            Middleware(BodyLimitMiddleware, max_bytes=settings.limits.app_max_body_bytes,
+                       too_large=_too_large),
+        ],
     )
     app.state.db = database
     app.state.settings = settings
     app.state.login_limiter = login_limiter_for(settings, database)
-    install_error_handlers(app)
+    install_error_handlers(app, security_headers(API_CSP))
     for module in (health, catalogue, accounts, cart, orders, admin):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(health.root_router)  # /health and /ready, as on every tier
-    app.mount("/api/docs/static", StaticFiles(directory=_SWAGGER_STATIC), name="swagger")
-
-    @app.get("/api/docs", include_in_schema=False)
-    def docs() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url="/api/openapi.json", title="tierlake store API",
-            swagger_js_url="/api/docs/static/swagger-ui-bundle.js",
-            swagger_css_url="/api/docs/static/swagger-ui.css",
-            swagger_favicon_url="/api/docs/static/favicon-32x32.png",
-        )
-
-    app.add_middleware(RequestLogMiddleware)
+    install_docs(app)
     return app

@@ -1,19 +1,22 @@
-"""Request id and access log for the app tier (a pure ASGI middleware)."""
+"""The app tier's access log (a pure ASGI middleware): one line per request.
+
+Runs inside :class:`tierlake.asgi.request_id.RequestIdMiddleware`, so each line
+carries the request's ``X-Request-ID`` (the web tier's, when it made the call).
+"""
 
 from __future__ import annotations
 
 import time
-import uuid
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tierlake.asgi.request_id import current_request_id
 
 log = structlog.get_logger("tierlake.access")
 
 
 class RequestLogMiddleware:
-    """Gives every request an ``X-Request-ID`` (kept if the caller sent one) and logs it."""
-
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
@@ -21,10 +24,6 @@ class RequestLogMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope.get("headers") or [])
-        request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex
-        if b"x-request-id" not in headers:
-            scope["headers"] = [*scope.get("headers", []), (b"x-request-id", request_id.encode())]
         status = 500
         start = time.perf_counter()
 
@@ -32,8 +31,6 @@ class RequestLogMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
             await send(message)
 
         try:
@@ -42,4 +39,5 @@ class RequestLogMiddleware:
             path = scope.get("path", "")
             if not path.endswith(("/health", "/ready")):
                 log.info("request", method=scope.get("method"), path=path, status=status,
-                         ms=round((time.perf_counter() - start) * 1000, 1), request_id=request_id)
+                         ms=round((time.perf_counter() - start) * 1000, 1),
+                         request_id=current_request_id())

@@ -26,7 +26,10 @@ NO_NUL = r"^[^\x00]*$"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Base of every request body: unknown fields refused, and strict types, so ``"2"`` or
+    ``true`` is not a number and ``1`` is not a boolean (query parameters stay lax)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     @field_validator("*", mode="after")
     @classmethod
@@ -181,7 +184,7 @@ class CartPublic(BaseModel):
 
 
 class ShippingAddress(_Strict):
-    name: Name
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
     address: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
     city: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
     postcode: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20)]
@@ -222,6 +225,9 @@ class OrderPublic(_Out):
 class FieldError(BaseModel):
     field: str = Field(description="Dotted path of the field, e.g. `body.shipping.country`.")
     message: str
+    code: str | None = Field(None, description=(
+        "What is wrong, for a client that words its own message: pydantic's error type, "
+        "e.g. `missing`, `string_too_short`, `int_type`, `value_error`."))
 
 
 class ErrorBody(BaseModel):

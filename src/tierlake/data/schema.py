@@ -167,6 +167,11 @@ class Cart(Timestamped, Base):
     customer_id: Mapped[int] = mapped_column(
         ForeignKey("customers.id", ondelete="CASCADE"), unique=True, nullable=False
     )
+    # A checkout in progress holds the cart for its Idempotency-Key until it ends or the
+    # hold expires (tierlake.app.services.orders).
+    checkout_key: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    checkout_fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    checkout_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     items: Mapped[list[CartItem]] = relationship(
         back_populates="cart", cascade="all, delete-orphan", order_by="CartItem.id"
     )

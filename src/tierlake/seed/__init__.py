@@ -9,13 +9,11 @@ calendar, orders and lines), :mod:`.clicks` (the clickstream history).
 
 from tierlake.seed.store import (
     DEMO_PASSWORD,
-    FREE_SHIPPING_FROM_CENTS,
-    SHIPPING_CENTS,
     SeedInfo,
     StoreNotEmptyError,
     is_empty,
     seed_store,
 )
 
-__all__ = ["DEMO_PASSWORD", "FREE_SHIPPING_FROM_CENTS", "SHIPPING_CENTS", "SeedInfo",
+__all__ = ["DEMO_PASSWORD", "SeedInfo",
            "StoreNotEmptyError", "is_empty", "seed_store"]

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tierlake.pricing import line_total as priced_line
+from tierlake.pricing import shipping_for
 from tierlake.seed.catalogue import Catalogue, Customers, to_datetimes
 
 HOUR_US = 3_600_000_000
-FREE_SHIPPING_FROM_CENTS = 5000  # same rule as tierlake.app.services.carts
-SHIPPING_CENTS = 499
 
 SEASON = {11: 1.45, 12: 1.9, 1: 0.85, 2: 0.85, 3: 0.95, 7: 0.9, 8: 0.9, 10: 1.05}
 WEEKDAY = np.array([1.08, 1.0, 0.98, 0.97, 0.9, 0.86, 1.12])  # Monday first
@@ -88,10 +88,10 @@ def order_chunk(rng: np.random.Generator, cat: Catalogue, people: Customers,
     qty = np.bincount(inv, weights=qty).astype(np.int64)
     line_order, product = key // len(cat.ids), key % len(cat.ids)
     unit = cat.price[product]
-    line_total = qty * unit
+    line_total = priced_line(unit, qty)
     subtotal = np.bincount(line_order, weights=line_total, minlength=n).round().astype(np.int64)
     items = np.bincount(line_order, weights=qty, minlength=n).astype(np.int64)
-    shipping = np.where(subtotal >= FREE_SHIPPING_FROM_CENTS, 0, SHIPPING_CENTS)
+    shipping = shipping_for(subtotal)
     # Status from age: paid within hours, shipped 0.5-2 days later, delivered 1-5 days later.
     paid = placed + (rng.exponential(3 * 3600, n) * 1e6).astype(np.int64) + 1_000_000
     shipped = paid + rng.integers(12 * HOUR_US, 48 * HOUR_US, n)

@@ -7,10 +7,10 @@ orders with their lines and (optionally) the matching clickstream history:
   November-December peak (Black Friday week highest); ids follow ``placed_at``;
 * a few customers buy very often (Pareto propensity), every order's customer signed up
   before it, and popular products sell far more (Zipf); lines never repeat a product;
-* totals are consistent: ``subtotal = sum(line totals)``, shipping is free from
-  ``FREE_SHIPPING_FROM_CENTS`` else ``SHIPPING_CENTS`` (the cart's rule), ``total =
-  subtotal + shipping``; status follows age (old orders delivered, recent ones
-  placed/paid/shipped, a few cancelled) and ``updated_at`` is the last change.
+* totals are consistent: ``subtotal = sum(line totals)``, shipping by the store's
+  one rule (``tierlake.pricing``, the cart's too), ``total = subtotal + shipping``;
+  status follows age (old orders delivered, recent ones placed/paid/shipped, a few
+  cancelled) and ``updated_at`` is the last change.
 
 Every demo customer has the password ``demo-password`` and shares ONE argon2 hash of it:
 argon2 is slow on purpose (tens of ms), so hashing per customer would take about a
@@ -56,12 +56,7 @@ from tierlake.seed.catalogue import (
     to_datetimes,
 )
 from tierlake.seed.clicks import HOUR_US, ClickGenerator
-from tierlake.seed.orders import (
-    FREE_SHIPPING_FROM_CENTS,
-    SHIPPING_CENTS,
-    hourly_weights,
-    order_chunk,
-)
+from tierlake.seed.orders import hourly_weights, order_chunk
 
 log = structlog.get_logger(__name__)
 
@@ -70,8 +65,7 @@ CHUNK_ORDERS = 10_000
 CLICK_BATCH = 2_500
 INSERT_ROWS = 5_000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-__all__ = ["FREE_SHIPPING_FROM_CENTS", "SHIPPING_CENTS", "SeedInfo", "StoreNotEmptyError",
-           "is_empty", "seed_store"]
+__all__ = ["SeedInfo", "StoreNotEmptyError", "is_empty", "seed_store"]
 T = {t.name: t for t in schema.Base.metadata.sorted_tables}
 
 

@@ -8,12 +8,16 @@ a friendly 503 page.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
 import structlog
 
+from tierlake.asgi.request_id import HEADER as REQUEST_ID_HEADER
+from tierlake.asgi.request_id import current_request_id
 from tierlake.errors import AppTierUnavailableError
+from tierlake.web import messages
 
 log = structlog.get_logger(__name__)
 API_PREFIX = "/api/v1"
@@ -31,21 +35,9 @@ class ApiError(Exception):
         self.message = message
         self.fields = fields or []
 
-    def field_errors(self) -> dict[str, str]:
-        """Field messages keyed by the form field name (last part of ``body.shipping.city``)."""
-        out: dict[str, str] = {}
-        for item in self.fields:
-            name = str(item.get("field", "")).rsplit(".", 1)[-1]
-            if name and name not in out:
-                out[name] = _readable(str(item.get("message") or "is not valid"))
-        return out
-
-
-def _readable(message: str) -> str:
-    """``value is not a valid email address: An email ...`` -> ``An email ...``."""
-    if message.startswith("value is not a valid") and ": " in message:
-        message = message.split(": ", 1)[1]
-    return message[:1].upper() + message[1:]
+    def field_errors(self, form: Mapping[str, str] | None = None) -> dict[str, str]:
+        """Sentences for people keyed by form field name (``form``: the page's own wording)."""
+        return messages.field_errors(self.fields, form)
 
 
 def _parse_error(response: httpx.Response) -> ApiError:
@@ -58,6 +50,10 @@ def _parse_error(response: httpx.Response) -> ApiError:
         fields = [f for f in err.get("fields") or [] if isinstance(f, dict)]
     except ValueError:
         pass
+    if code == "invalid_input" and messages.only_path_refused(fields):
+        return ApiError(404, "not_found", messages.NOT_FOUND)  # e.g. /orders/0
+    if code == "invalid_input":  # the API's summary quotes pydantic: never shown to people
+        message = messages.summary(fields)
     return ApiError(response.status_code, code, message, fields)
 
 
@@ -95,6 +91,8 @@ class ApiClient:
     ) -> tuple[int, Any]:
         """``(status, body)`` of a successful call; raises like :meth:`request`."""
         hdrs = dict(headers or {})
+        if request_id := current_request_id():  # one id across the tiers' logs
+            hdrs[REQUEST_ID_HEADER] = request_id
         if token:
             hdrs["Authorization"] = f"Bearer {token}"
         clean = {k: v for k, v in (params or {}).items() if v not in (None, "")}

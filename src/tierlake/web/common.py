@@ -121,8 +121,8 @@ def parse_price(text: str) -> int | None:
         value = Decimal(cleaned)
     except InvalidOperation:
         return None
-    exponent = value.as_tuple().exponent  # a letter for NaN and infinity
-    if not isinstance(exponent, int) or exponent < -2 or value < 0:
+    exponent = value.as_tuple().exponent  # a letter for NaN and infinities
+    if not isinstance(exponent, int) or value < 0 or exponent < -2:
         return None
     return int(value * 100)
 

@@ -15,13 +15,12 @@ from typing import Any
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 FIELD = "csrf_token"
 HEADER = "x-csrf-token"
 MAX_AGE = 24 * 3600
-MAX_BODY = 1_000_000
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
 
@@ -49,8 +48,8 @@ class CSRFMiddleware:
     """Checks the token of every unsafe request before the route sees it.
 
     Runs inside the web-context middleware (which puts the visitor id in
-    ``scope["state"]["web"]``). The body is read once, checked, and replayed to
-    the application unchanged.
+    ``scope["state"]["web"]``) and the body cap (``limits.web_max_body_bytes``). The body
+    is read once, checked, and replayed to the application unchanged.
     """
 
     def __init__(self, app: ASGIApp, signer: CsrfSigner, on_failure: FailureRenderer) -> None:
@@ -63,17 +62,12 @@ class CSRFMiddleware:
             await self.app(scope, receive, send)
             return
         chunks: list[bytes] = []
-        size = 0
         more = True
         while more:
             message = await receive()
             if message["type"] == "http.disconnect":
                 return
             body = message.get("body", b"")
-            size += len(body)
-            if size > MAX_BODY:
-                await PlainTextResponse("Request body too large", 413)(scope, receive, send)
-                return
             chunks.append(body)
             more = message.get("more_body", False)
         body = b"".join(chunks)

@@ -21,20 +21,27 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
 
+from tierlake.asgi.body_limit import BodyLimitMiddleware, BodyTooLargeError
+from tierlake.asgi.request_id import HEADER as REQUEST_ID_HEADER
+from tierlake.asgi.request_id import RequestIdMiddleware
+from tierlake.asgi.security_headers import SecurityHeadersMiddleware, security_headers
 from tierlake.config import Settings, get_settings
 from tierlake.errors import AppTierUnavailableError
+from tierlake.web import messages
 from tierlake.web.clickstream import EventLog
 from tierlake.web.client import ApiClient, ApiError
 from tierlake.web.common import LoginRequired, login_url, redirect, return_path
 from tierlake.web.csrf import CSRFMiddleware, CsrfSigner
-from tierlake.web.middleware import WebContextMiddleware
+from tierlake.web.middleware import WEB_CSP, WebContextMiddleware
 from tierlake.web.render import Renderer, error_page
 from tierlake.web.routes import account, admin, catalogue, shop
 from tierlake.web.session import CookieCodec, WebContext
 from tierlake.web.tracking import instance_source
 
 log = structlog.get_logger("tierlake.web")
+LAST_RESORT_HEADERS = security_headers(WEB_CSP)
 STATIC = Path(__file__).parent / "static"
 
 
@@ -75,9 +82,8 @@ async def _api_error(request: Request, exc: Exception) -> Response:
 
 def _not_found_page(request: Request) -> Response:
     _ensure_web(request)
-    return error_page(request, 404, "Page not found",
-                      "We couldn't find what you were looking for. It may have moved or no "
-                      "longer exist.", action="Browse the store", action_url="/")
+    return error_page(request, 404, "Page not found", messages.NOT_FOUND,
+                      action="Browse the store", action_url="/")
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -98,13 +104,28 @@ async def _login_required(request: Request, exc: Exception) -> Response:
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
-    log.error("web.unhandled", path=request.url.path, error=f"{type(exc).__name__}: {exc}"[:500])
+    # The traceback goes to the log (structured, with the request id); the page stays clean.
+    reference = getattr(request.state, "request_id", None)
+    log.error("web.unhandled", path=request.url.path, request_id=reference, exc_info=exc)
     try:
         _ensure_web(request)
-        return error_page(request, 500, "Something went wrong",
-                          "An unexpected error happened on our side. Please try again.")
+        response = error_page(request, 500, "Something went wrong",
+                              "An unexpected error happened on our side. Please try again."
+                              + (f" If it keeps happening, tell us this reference: {reference}."
+                                 if reference else ""))
+        # This handler answers outside the middleware (Starlette's last resort): add their headers.
+        response.headers.update({**LAST_RESORT_HEADERS, REQUEST_ID_HEADER: reference or ""})
+        return response
     except Exception:  # noqa: BLE001 - the last line of defence must not fail
         return PlainTextResponse("Something went wrong. Please try again.", 500)
+
+
+def _too_large(scope: Scope, _: BodyTooLargeError) -> Response:
+    request = Request(scope)
+    _ensure_web(request)
+    return error_page(request, 413, "That was more than we can take",
+                      "What you sent is larger than this store accepts. Go back, shorten what "
+                      "you entered and try again.", action="Go to the home page", action_url="/")
 
 
 async def _health(_: Request) -> Response:
@@ -183,8 +204,12 @@ def create_app(
     ]
     app = Starlette(
         routes=routes,
-        middleware=[
+        middleware=[  # outermost first
+            Middleware(RequestIdMiddleware),
+            Middleware(SecurityHeadersMiddleware, headers=security_headers(WEB_CSP)),
             Middleware(WebContextMiddleware, codec=CookieCodec(secret), event_log=event_log),
+            Middleware(BodyLimitMiddleware, max_bytes=settings.limits.web_max_body_bytes,
+                       too_large=_too_large),
             Middleware(CSRFMiddleware, signer=csrf, on_failure=csrf_failed),
         ],
         exception_handlers={

@@ -1,4 +1,4 @@
-"""The web tier's outer middleware: cookies in, cookies out, clickstream, one log line.
+"""The web tier's page middleware: cookies in, cookies out, clickstream, one log line.
 
 Builds the request's :class:`~tierlake.web.session.WebContext` from its
 cookies (``request.state.web``), lets the page run, then adds the Set-Cookie
@@ -15,6 +15,7 @@ import structlog
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tierlake.asgi.request_id import current_request_id
 from tierlake.web.clickstream import EventLog
 from tierlake.web.session import CookieCodec, context_from_cookies, parse_cookies, response_cookies
 from tierlake.web.tracking import is_tracked_path, record_request
@@ -22,15 +23,10 @@ from tierlake.web.tracking import is_tracked_path, record_request
 log = structlog.get_logger("tierlake.web")
 
 # Every asset is served by this tier, so pages may load nothing from elsewhere.
-SECURITY_HEADERS = {
-    "content-security-policy": (
-        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
-        "script-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'self'"
-    ),
-    "x-content-type-options": "nosniff",
-    "x-frame-options": "DENY",
-    "referrer-policy": "strict-origin-when-cross-origin",
-}
+WEB_CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+    "script-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'self'"
+)
 
 
 class WebContextMiddleware:
@@ -62,8 +58,6 @@ class WebContextMiddleware:
                 result["content_type"] = out.get("content-type", "")
                 for value in response_cookies(self.codec, ctx, cookies, secure=secure):
                     out.append("set-cookie", value)
-                for name, value in SECURITY_HEADERS.items():
-                    out.setdefault(name, value)
             await send(message)
 
         try:
@@ -80,4 +74,5 @@ class WebContextMiddleware:
                 status=status,
                 ms=round((time.perf_counter() - started) * 1000, 1),
                 events=recorded,
+                request_id=current_request_id(),
             )

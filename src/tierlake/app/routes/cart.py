@@ -13,7 +13,8 @@ from tierlake.app.services import carts
 
 router = APIRouter(tags=["cart"])
 ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 409: {"model": ErrorResponse}}
+    401: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 409: {"model": ErrorResponse},
+    413: {"model": ErrorResponse}}
 
 
 @router.get("/cart", response_model=CartPublic, responses=ERRORS)

@@ -10,15 +10,7 @@ from tierlake.app.errors import NotFoundError, OutOfStockError
 from tierlake.app.schemas import CartItemPublic, CartPublic
 from tierlake.data.db import Database
 from tierlake.data.schema import Cart, CartItem, Product
-
-FREE_SHIPPING_FROM_CENTS = 5000
-SHIPPING_CENTS = 499
-
-
-def shipping_for(subtotal_cents: int) -> int:
-    if subtotal_cents == 0 or subtotal_cents >= FREE_SHIPPING_FROM_CENTS:
-        return 0
-    return SHIPPING_CENTS
+from tierlake.pricing import line_total, totals
 
 
 def cart_public(cart: Cart | None) -> CartPublic:
@@ -29,14 +21,13 @@ def cart_public(cart: Cart | None) -> CartPublic:
         items.append(CartItemPublic(
             product_id=p.id, sku=p.sku, slug=p.slug, name=p.name,
             unit_price_cents=p.price_cents, quantity=item.quantity,
-            line_total_cents=p.price_cents * item.quantity,
+            line_total_cents=line_total(p.price_cents, item.quantity),
             available=p.active and stock >= item.quantity,
         ))
-    subtotal = sum(i.line_total_cents for i in items)
-    shipping = shipping_for(subtotal)
-    return CartPublic(items=items, item_count=sum(i.quantity for i in items),
-                      subtotal_cents=subtotal, shipping_cents=shipping,
-                      total_cents=subtotal + shipping)
+    figures = totals([(i.unit_price_cents, i.quantity) for i in items])
+    return CartPublic(items=items, item_count=figures.item_count,
+                      subtotal_cents=figures.subtotal_cents,
+                      shipping_cents=figures.shipping_cents, total_cents=figures.total_cents)
 
 
 def _cart(s: Session, customer_id: int) -> Cart | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from typing import Any
@@ -24,9 +25,12 @@ from tierlake.web.common import (
     track,
     web,
 )
+from tierlake.web.messages import SHIPPING_FORM
 from tierlake.web.render import render
 
 SHIPPING_FIELDS = ("name", "address", "city", "postcode", "country")
+# Pauses between tries while a twin submit is in flight: about 5 s in all.
+IN_FLIGHT_WAITS = (0.1, 0.2, 0.4, 0.8, 1.5, 2.0)
 _KEY = re.compile(r"^[A-Za-z0-9-]{8,100}$")
 
 
@@ -149,11 +153,16 @@ async def checkout_submit(request: Request) -> Response:
               "error")
         return redirect("/checkout")
     try:
-        status, order = await api(request).call(
-            "POST", "/orders", token=auth.token, json={"shipping": shipping},
-            headers={"Idempotency-Key": key},
-        )
+        status, order = await _place_order(request, auth.token, key, shipping)
     except ApiError as exc:
+        if exc.code == "request_in_progress":  # still placing it after our wait
+            flash(request, "Your order is still being placed; it will appear here in a moment.",
+                  "info")
+            return redirect("/orders")
+        if exc.code == "idempotency_key_reused":  # a stale form for a cart that changed
+            flash(request, "Your cart changed since this checkout page was opened. Please check "
+                  "your order and place it again.", "error")
+            return redirect("/checkout")
         if exc.status == 409 or exc.code in ("out_of_stock", "cart_empty"):
             flash(request, exc.message, "error")
             return redirect("/cart")
@@ -161,13 +170,34 @@ async def checkout_submit(request: Request) -> Response:
             raise
         cart = await _cart(request, auth.token)
         return render(request, "checkout.html", _checkout_context(
-            cart, shipping, errors=exc.field_errors(),
+            cart, shipping, errors=exc.field_errors(SHIPPING_FORM),
             form_error="Please correct the highlighted fields.",
         ), status=422)
-    web(request).set_cart_count(0)
     if status == 201:  # a replay (200) is the same purchase, not a second one
+        web(request).set_cart_count(0)
         track(request, "purchase", order_id=order["id"])
+    else:
+        await _cart(request, auth.token)
     return redirect(f"/orders/{order['id']}?placed=1")
+
+
+async def _place_order(request: Request, token: str, key: str,
+                       shipping: dict[str, str]) -> tuple[int, Any]:
+    """POST /orders; while a twin of this submit (a double click) is still being placed,
+    wait for it (a few seconds at most) and answer with its order."""
+    async def post() -> tuple[int, Any]:
+        return await api(request).call("POST", "/orders", token=token,
+                                       json={"shipping": shipping},
+                                       headers={"Idempotency-Key": key})
+
+    for delay in IN_FLIGHT_WAITS:
+        try:
+            return await post()
+        except ApiError as exc:
+            if exc.code != "request_in_progress":
+                raise
+        await asyncio.sleep(delay)
+    return await post()
 
 
 async def orders_page(request: Request) -> Response:
