@@ -23,7 +23,7 @@ from tierlake.analytics.errors import JobError
 from tierlake.analytics.jobs import JOBS, get_job
 from tierlake.analytics.runner import run_jobs
 from tierlake.errors import TierlakeError
-from tierlake.web.clickstream import iter_events
+from tierlake.events import iter_events
 
 NOT_CANCELLED = "o.status != 'cancelled'"
 

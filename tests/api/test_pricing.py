@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tierlake import pricing
-from tierlake.data import seed_orders
+from tierlake.seed import orders as seed_orders
 
 
 def test_shipping_is_free_from_the_threshold_and_for_nothing() -> None:

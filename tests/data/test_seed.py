@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -300,14 +299,10 @@ def test_seeds_every_backend_and_later_inserts_get_fresh_ids(db: Database) -> No
 
 
 @pytest.mark.slow
-def test_default_volume_is_fast(tmp_path: Path) -> None:
+def test_the_default_volume(tmp_path: Path) -> None:
+    """What `tierlake up` seeds (its time is measured by bench/, never asserted here)."""
     db = new_db(tmp_path / "t.db")
-    began = time.perf_counter()
-    info = seed_store(db, **ADMIN, events_dir=tmp_path / "events", progress=False)
-    elapsed = time.perf_counter() - began
-    print(f"\ndefault seed on SQLite: {elapsed:.1f} s, {info.orders} orders, "
-          f"{info.order_lines} lines, {info.events} events in {info.event_files} files")
+    info = seed_store(db, **ADMIN, events_dir=tmp_path / "events", progress=False, now=NOW)
     assert (info.products, info.customers, info.orders) == (240, 1000, 20_000)
     assert info.events > 10 * info.orders and info.event_files > 24 * 300
-    assert elapsed < 60
     shutil.rmtree(tmp_path / "events")  # ~400 MB; pytest keeps the last runs' tmp dirs

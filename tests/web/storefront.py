@@ -23,7 +23,7 @@ from tierlake.app.security import hash_password
 from tierlake.config import Settings
 from tierlake.data.db import Database
 from tierlake.data.schema import Customer
-from tierlake.web.clickstream import iter_events
+from tierlake.events import iter_events
 from tierlake.web.main import create_app as create_web_app
 
 ADMIN_EMAIL, ADMIN_PASSWORD = "admin@example.com", "admin-password-1"
