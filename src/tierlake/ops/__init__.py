@@ -1,0 +1,1 @@
+"""Operations: CloudWatch-style metrics and alarms, and their Prometheus exposition."""
