@@ -205,6 +205,99 @@ class ControlConfig(Section):
     )
 
 
+class LbConfig(Section):
+    """The load balancers (ALB model): the internet-facing one on `web_port`, the internal one
+    on `app_port`."""
+
+    profile: Literal["fast", "alb"] = Field(
+        "fast",
+        description=(
+            "Health-check profile of the target groups: `fast` (1 s interval, 2 checks to "
+            "change state, 5 s deregistration delay: a dead target leaves rotation in under "
+            "3 s) or `alb` (AWS's defaults: 30 s, 5 s timeout, 5 healthy / 2 unhealthy, "
+            "300 s deregistration delay)."
+        ),
+    )
+    algorithm: Literal["round_robin", "least_outstanding_requests", "weighted_random"] = Field(
+        "least_outstanding_requests", description="How a target group picks a target."
+    )
+    slow_start_seconds: float = Field(
+        0.0, ge=0, le=900,
+        description="A new target's share of requests ramps up over this long (0: off).",
+    )
+    idle_timeout_seconds: float = Field(
+        60.0, gt=0, le=4000,
+        description="A connection idle this long is closed; a target silent this long is a 504.",
+    )
+    access_logs: bool = Field(True, description="Write ALB-format access logs.")
+    access_logs_dir: Path | None = Field(
+        None,
+        description="Where access-log files are delivered. Empty means `<data_dir>/lb-logs`.",
+    )
+    access_logs_rotate_seconds: float = Field(
+        60.0, gt=0,
+        description="An access-log file is closed and delivered at least this often (ALB: 5 min).",
+    )
+
+
+class DnsConfig(Section):
+    """The authoritative DNS server (Route 53 model) for the store's zone."""
+
+    enabled: bool = Field(True, description="Run the DNS server under `tierlake up`.")
+    port: int = Field(8053, ge=0, le=65535, description="UDP and TCP port of the DNS server.")
+    zone: str = Field("tierlake.test", description="The hosted zone (a name under `.test`).")
+    ttl_seconds: int = Field(5, ge=0, description="TTL of the zone's A records.")
+
+
+class FleetConfig(Section):
+    """The Auto Scaling groups of the web and app tiers, and the alarms that scale them."""
+
+    web_min: int = Field(2, ge=1, le=16, description="Minimum web instances.")
+    web_max: int = Field(4, ge=1, le=16, description="Maximum web instances.")
+    app_min: int = Field(2, ge=1, le=16, description="Minimum app instances.")
+    app_max: int = Field(4, ge=1, le=16, description="Maximum app instances.")
+    health_check_type: Literal["ELB", "EC2"] = Field(
+        "ELB",
+        description="Replace instances the load balancer finds unhealthy (ELB) or only dead "
+        "processes (EC2).",
+    )
+    health_check_grace_seconds: float = Field(
+        30.0, ge=0, description="A new instance's failed health checks count only after this."
+    )
+    instance_warmup_seconds: float = Field(
+        10.0, ge=0,
+        description="A new instance's metrics count towards the group's after this long.",
+    )
+    cooldown_seconds: float = Field(
+        30.0, ge=0, description="After a simple or step scaling activity, wait this long."
+    )
+    period_seconds: float = Field(
+        10.0, gt=0,
+        description="Period of the scaling alarms' metrics (CloudWatch: 60 s; shorter on one "
+        "machine so scaling is seen in seconds).",
+    )
+    target_requests_per_target: float = Field(
+        50.0, gt=0,
+        description="Target tracking: the app group's RequestCountPerTarget per period.",
+    )
+    target_cpu_percent: float = Field(
+        70.0, gt=0, le=100, description="Target tracking: the groups' average CPUUtilization."
+    )
+    control_port: int = Field(
+        8002, ge=0, le=65535,
+        description="Port of the control plane's API and operator page (`tierlake fleet`).",
+    )
+
+    @model_validator(mode="after")
+    def _min_not_above_max(self) -> FleetConfig:
+        for tier in ("web", "app"):
+            low, high = getattr(self, f"{tier}_min"), getattr(self, f"{tier}_max")
+            if low > high:
+                raise ValueError(f"{tier}_min ({low}) is above {tier}_max ({high}); raise "
+                                 f"TIERLAKE_FLEET__{tier.upper()}_MAX or lower the minimum")
+        return self
+
+
 class AuthConfig(Section):
     """Customers' log-in sessions and the login limiter (password guessing)."""
 
@@ -353,6 +446,9 @@ class Settings(BaseSettings):
     control: ControlConfig = Field(default_factory=ControlConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    lb: LbConfig = Field(default_factory=LbConfig)
+    dns: DnsConfig = Field(default_factory=DnsConfig)
+    fleet: FleetConfig = Field(default_factory=FleetConfig)
     cache_url: str = Field(
         "",
         description=(
@@ -420,6 +516,11 @@ class Settings(BaseSettings):
     @property
     def resolved_events_dir(self) -> Path:
         return self.events.dir if self.events.dir is not None else self.data_dir / "events"
+
+    @property
+    def resolved_access_logs_dir(self) -> Path:
+        d = self.lb.access_logs_dir
+        return d if d is not None else self.data_dir / "lb-logs"
 
     def public_dict(self) -> dict[str, Any]:
         """Settings as shown to a user: secrets and database passwords masked."""
