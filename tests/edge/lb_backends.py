@@ -40,9 +40,9 @@ def make_app(name: str, seen: Counter[int] | None = None, log: list[dict[str, An
     async def app(scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        if seen is not None:
-            seen[scope["client"][1]] += 1
         path: str = scope["path"]
+        if seen is not None and path != "/health":  # health checks are not counted
+            seen[scope["client"][1]] += 1
         query = dict(p.split("=", 1) for p in scope["query_string"].decode().split("&")
                      if "=" in p)
         headers = [(k.decode(), v.decode()) for k, v in scope["headers"]]
@@ -139,9 +139,10 @@ class AppBackend:
 
 @dataclass
 class RawBackend:
-    """A broken target: reads a request head, then ``reset`` (RST), ``close`` (FIN),
-    ``hang`` (nothing), ``malformed`` (garbage in place of a status line) or ``count``
-    (a good answer; counts heads like the others)."""
+    """A broken target: reads a request, then ``reset`` (RST), ``close`` (FIN), ``hang``
+    (nothing), ``malformed`` (garbage in place of a status line), ``second`` (answers the
+    first request of a connection, closes it on the second: a stale keep-alive) or ``ok``.
+    ``heads`` keeps every request head but health checks'."""
 
     mode: str
     port: int = 0
@@ -164,10 +165,18 @@ class RawBackend:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.append(writer)
+        served = 0
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
+                if head.startswith(b"GET /health "):  # health checks pass; not counted
+                    writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    continue
                 self.heads.append(head)
+                length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)
+                if length:
+                    await reader.readexactly(length)
                 if self.mode == "reset":
                     sock = writer.get_extra_info("socket")
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -181,6 +190,10 @@ class RawBackend:
                     await writer.drain()
                     writer.close()
                     return
+                if self.mode == "second" and served:
+                    writer.close()
+                    return
+                served += 1
                 if self.mode == "hang":
                     await asyncio.sleep(3600)
                 writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")

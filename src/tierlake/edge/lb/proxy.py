@@ -33,6 +33,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 import httptools
 import structlog
@@ -145,12 +146,11 @@ class ClientConnection(asyncio.Protocol):
     # -- transport events ---------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are no subclass
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple):
             self.client = (str(peer[0]), int(peer[1]))
-        transport.set_write_buffer_limits(high=256 * 1024)
+        self.transport.set_write_buffer_limits(high=256 * 1024)
         self.ctx.connections.add(self)
         self.ctx.on_empty.clear()
         self._timer = self.loop.call_later(self.ctx.idle_timeout, self._idle_check)
@@ -484,6 +484,7 @@ class _Exchange:
             return
         hosts = req.header(b"host")
         if len(hosts) > 1 or (not hosts and req.version == "1.1"):
+            req.keep_alive = False
             _answer_error(conn, req, entry, 400, "-")
             return
         host_header = hosts[0].decode("latin-1") if hosts else ""

@@ -10,7 +10,7 @@ unsolicited bytes) is dropped from the pool at once, so a request rarely meets a
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from typing import Protocol, cast
 
 import structlog
 
@@ -42,9 +42,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._drain: asyncio.Future[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.set_write_buffer_limits(high=256 * 1024)
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are no subclass
+        self.transport.set_write_buffer_limits(high=256 * 1024)
 
     def data_received(self, data: bytes) -> None:
         if self.handler is not None:
