@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 
 import httpx
 
-from tierlake.edge.lb.balancer import LoadBalancer, Listener
+from tierlake.edge.lb.balancer import Listener, LoadBalancer
 from tierlake.edge.lb.model import AccessLogEntry, HealthCheckSettings, TargetGroupSettings
 from tierlake.edge.lb.rules import Action, Forward, Rule
 from tierlake.edge.lb.targets import TargetGroup
