@@ -52,6 +52,12 @@ BODY_HIGH_WATER = 256 * 1024  # buffered request body that pauses reading the cl
 CONNECT_TIMEOUT = 10.0  # ALB's connection timeout to a target
 FRESH_FOR_NON_IDEMPOTENT = 1.0  # seconds a pooled connection may idle and carry a POST
 _NO_BODY_STATUS = (204, 304)
+# Request headers the balancer reads, and those it never passes on as they came.
+_READ = frozenset({b"host", b"user-agent", b"x-forwarded-for", b"x-amzn-trace-id",
+                   b"connection", b"content-length", b"transfer-encoding", b"expect"})
+_NOT_FORWARDED = http.HOP_BY_HOP | {b"x-forwarded-for", b"x-forwarded-proto",
+                                    b"x-forwarded-port", b"x-amzn-trace-id", b"expect",
+                                    b"content-length"}
 
 
 @dataclass
@@ -86,7 +92,8 @@ class _Request:
 
     __slots__ = ("method", "url", "version", "headers", "keep_alive", "chunks", "buffered",
                  "body_done", "waiter", "replay", "replayed", "length", "chunked",
-                 "received", "start", "created", "entry", "expect_continue")
+                 "received", "start", "created", "entry", "expect_continue", "hosts",
+                 "user_agent", "forwarded_for", "trace", "connection")
 
     def __init__(self, method: bytes, url: bytes, version: str,
                  headers: list[tuple[bytes, bytes]], keep_alive: bool) -> None:
@@ -108,14 +115,16 @@ class _Request:
         self.start = 0.0
         self.created = 0.0
         self.entry: AccessLogEntry | None = None
+        self.hosts: list[bytes] = []
+        self.user_agent = b"-"
+        self.forwarded_for: list[bytes] = []
+        self.trace: bytes | None = None
+        self.connection: list[bytes] = []
 
     def wake(self) -> None:
         waiter, self.waiter = self.waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-
-    def header(self, name: bytes) -> list[bytes]:
-        return [v for n, v in self.headers if n == name]
 
 
 class ClientConnection(asyncio.Protocol):
@@ -130,6 +139,7 @@ class ClientConnection(asyncio.Protocol):
         self.closed = False
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
+        self._header_bytes = 0
         self._head_size = 0
         self._head_phase = True
         self._reading: _Request | None = None
@@ -247,6 +257,7 @@ class ClientConnection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self._url = b""
         self._headers = []
+        self._header_bytes = 0
         self._head_phase = True
 
     def on_url(self, url: bytes) -> None:
@@ -255,13 +266,15 @@ class ClientConnection(asyncio.Protocol):
             raise _BadRequest("request line longer than 16 K")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if len(name) + len(value) > http.MAX_HEADER:
+        size = len(name) + len(value)
+        if size > http.MAX_HEADER:
             raise _BadRequest("a header longer than 16 K")
+        self._header_bytes += size + 4
         self._headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
         parser = self.parser
-        head_size = len(self._url) + sum(len(n) + len(v) + 4 for n, v in self._headers)
+        head_size = len(self._url) + self._header_bytes
         if head_size > http.MAX_HEADERS:
             raise _BadRequest("request header larger than 64 K")
         self._head_phase = False
@@ -271,8 +284,20 @@ class ClientConnection(asyncio.Protocol):
         req.start = self.loop.time()
         req.created = time.time()
         req.received = head_size + len(req.method) + 14
-        for name, value in self._headers:
-            if name == b"content-length":
+        for name, value in self._headers:  # one pass for every header the balancer reads
+            if name not in _READ:
+                continue
+            if name == b"host":
+                req.hosts.append(value)
+            elif name == b"user-agent":
+                req.user_agent = value
+            elif name == b"x-forwarded-for":
+                req.forwarded_for.append(value)
+            elif name == b"x-amzn-trace-id":
+                req.trace = value
+            elif name == b"connection":
+                req.connection.append(value)
+            elif name == b"content-length":
                 req.length = value
             elif name == b"transfer-encoding":
                 req.chunked = b"chunked" in value.lower()
@@ -408,28 +433,21 @@ class ClientConnection(asyncio.Protocol):
 
 def _new_entry(conn: ClientConnection, req: _Request | None) -> AccessLogEntry:
     ctx = conn.ctx
-    host = ""
-    user_agent = "-"
-    request_line = "- - - -"
-    if req is not None:
-        for name, value in req.headers:
-            if name == b"host":
-                host = value.decode("latin-1")
-            elif name == b"user-agent":
-                user_agent = value.decode("latin-1")
-        authority = host if ":" in host.rsplit("]", 1)[-1] else f"{host}:{ctx.port}"
-        request_line = (f"{req.method.decode('latin-1')} {ctx.protocol}://{authority}"
-                        f"{req.url.decode('latin-1')} HTTP/{req.version}")
+    if req is None:
+        return AccessLogEntry(
+            "http", 0.0, ctx.lb_name, conn.client, None, -1.0, -1.0, -1.0, None, None, 0, 0,
+            "- - - -", "-", "-", "-", "-", "-", time.time(), [])
+    host = req.hosts[0].decode("latin-1") if req.hosts else ""
+    if ":" in host and not host.endswith("]"):  # "name:port" or "[v6]:port"
+        name, authority = host.rpartition(":")[0], host
+    else:
+        name, authority = host, f"{host}:{ctx.port}"
+    line = (f"{req.method.decode('latin-1')} {ctx.protocol}://{authority}"
+            f"{req.url.decode('latin-1')} HTTP/{req.version}")
     return AccessLogEntry(
-        type="http", time=0.0, elb=ctx.lb_name, client=conn.client, target=None,
-        request_processing_time=-1.0, target_processing_time=-1.0,
-        response_processing_time=-1.0, elb_status_code=None, target_status_code=None,
-        received_bytes=req.received if req is not None else 0, sent_bytes=0,
-        request=request_line, user_agent=user_agent, target_group="-", trace_id="-",
-        domain_name=host.rsplit(":", 1)[0] if host and not host.endswith("]") else host or "-",
-        matched_rule_priority="-",
-        request_creation_time=req.created if req is not None else time.time(),
-        actions_executed=[])
+        "http", 0.0, ctx.lb_name, conn.client, None, -1.0, -1.0, -1.0, None, None,
+        req.received, 0, line, req.user_agent.decode("latin-1"), "-", "-", name or "-", "-",
+        req.created, [])
 
 
 def _client_gone(entry: AccessLogEntry) -> None:
@@ -479,10 +497,11 @@ class _Exchange:
 
     async def run(self) -> None:
         req, entry, conn = self.req, self.entry, self.conn
-        if http.forwarded_for_count(req.header(b"x-forwarded-for")) > http.MAX_FORWARDED_FOR:
+        if req.forwarded_for and http.forwarded_for_count(
+                req.forwarded_for) > http.MAX_FORWARDED_FOR:
             _answer_error(conn, req, entry, 463, "-")
             return
-        hosts = req.header(b"host")
+        hosts = req.hosts
         if len(hosts) > 1 or (not hosts and req.version == "1.1"):
             req.keep_alive = False
             _answer_error(conn, req, entry, 400, "-")
@@ -587,25 +606,13 @@ class _Exchange:
         """The request's head as the target receives it: hop-by-hop headers removed, the
         X-Forwarded-* headers and the trace id set."""
         req, conn = self.req, self.conn
-        drop = http.HOP_BY_HOP | http.connection_tokens(req.header(b"connection"))
+        drop = _NOT_FORWARDED | http.connection_tokens(req.connection) if req.connection \
+            else _NOT_FORWARDED
         lines = [req.method + b" " + req.url + b" HTTP/1.1"]
-        forwarded_for: list[bytes] = []
-        trace: str | None = None
-        has_host = False
-        for name, value in req.headers:
-            if name in drop or name in (b"x-forwarded-proto", b"x-forwarded-port",
-                                        b"expect", b"content-length"):
-                continue
-            if name == b"x-forwarded-for":
-                forwarded_for.append(value)
-                continue
-            if name == b"x-amzn-trace-id":
-                trace = value.decode("latin-1")
-                continue
-            if name == b"host":
-                has_host = True
-            lines.append(name + b": " + value)
-        if not has_host:
+        lines += [name + b": " + value for name, value in req.headers if name not in drop]
+        forwarded_for = req.forwarded_for
+        trace = req.trace.decode("latin-1") if req.trace is not None else None
+        if not req.hosts:
             lines.append(f"host: {self.ctx.lb_name}:{self.ctx.port}".encode())
         client_ip = conn.client[0].encode()
         lines.append(b"x-forwarded-for: " + b", ".join([*forwarded_for, client_ip]))
@@ -655,6 +662,7 @@ class _Attempt:
         self._head_at = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._upstream_paused = False
+        self._out: list[bytes] = []  # for the client, written once per read from the target
 
     async def run(self, head: bytes) -> str | None:
         up, req = self.upstream, self.req
@@ -711,6 +719,10 @@ class _Attempt:
             if not self.finished:
                 log.warning("lb.target_malformed", target=self.target.id, error=str(exc))
                 self._fail("malformed")
+        out = self._out
+        if out:  # one write for what one read brought: head, body and end together
+            self.conn.write(out[0] if len(out) == 1 else b"".join(out))
+            out.clear()
 
     def upstream_lost(self, exc: Exception | None) -> None:
         if self.finished:
@@ -737,23 +749,26 @@ class _Attempt:
         self._head_at = self.loop.time()
         req, conn = self.req, self.conn
         no_body = req.method == b"HEAD" or status in _NO_BODY_STATUS
-        headers = self._headers
-        drop = http.HOP_BY_HOP | http.connection_tokens(
-            [v for n, v in headers if n.lower() == b"connection"])
         length: bytes | None = None
         chunked = False
         lines = [b"HTTP/1.1 %d %b" % (status, self._reason)]
-        for name, value in headers:
+        listed: list[bytes] = []
+        for name, value in self._headers:
             lower = name.lower()
+            if lower in http.HOP_BY_HOP:
+                if lower == b"transfer-encoding":
+                    chunked = True
+                elif lower == b"connection":
+                    listed.append(value)
+                continue
             if lower == b"content-length":
                 length = value
                 continue
-            if lower == b"transfer-encoding":
-                chunked = True
-                continue
-            if lower in drop:
-                continue
             lines.append(name + b": " + value)
+        if listed:  # headers the target's Connection names are hop-by-hop too
+            tokens = http.connection_tokens(listed)
+            lines = [line for line in lines
+                     if line.split(b":", 1)[0].lower() not in tokens or line is lines[0]]
         close = not req.keep_alive or conn.ctx.draining or not req.body_done
         if no_body:
             if length is not None:
@@ -773,7 +788,7 @@ class _Attempt:
         elif req.version == "1.0":
             lines.append(b"Connection: keep-alive")
         data = b"\r\n".join(lines) + b"\r\n\r\n"
-        conn.write(data)
+        self._out.append(data)
         self.committed = True
         entry = self.entry
         entry.sent_bytes += len(data)
@@ -788,7 +803,7 @@ class _Attempt:
         if self.finished:
             return
         data = b"%x\r\n%b\r\n" % (len(body), body) if self._out_chunked else body
-        self.conn.write(data)
+        self._out.append(data)
         self.entry.sent_bytes += len(data)
 
     def on_message_complete(self) -> None:
@@ -798,7 +813,7 @@ class _Attempt:
         if self.finished:
             return
         if self._out_chunked:
-            self.conn.write(b"0\r\n\r\n")
+            self._out.append(b"0\r\n\r\n")
             self.entry.sent_bytes += 5
         self._finish_ok(reusable=self.parser.should_keep_alive())
 
