@@ -397,7 +397,10 @@ class ClientConnection(asyncio.Protocol):
     async def _serve(self, req: _Request) -> None:
         entry = req.entry = _new_entry(self, req)
         try:
-            await _Exchange(self, req, entry).run()
+            exchange = _Exchange(self, req, entry)
+            action = exchange.route()
+            if action is not None:
+                await exchange.forward(action)
         except asyncio.CancelledError:
             if not self.closed:
                 raise
@@ -495,17 +498,18 @@ class _Exchange:
         return RequestView(self.req.method.decode("latin-1"), path, query,
                            host, headers, self.conn.client[0])
 
-    async def run(self) -> None:
+    def route(self) -> Forward | None:
+        """Answer what the balancer answers itself; the forward action otherwise."""
         req, entry, conn = self.req, self.entry, self.conn
         if req.forwarded_for and http.forwarded_for_count(
                 req.forwarded_for) > http.MAX_FORWARDED_FOR:
             _answer_error(conn, req, entry, 463, "-")
-            return
+            return None
         hosts = req.hosts
         if len(hosts) > 1 or (not hosts and req.version == "1.1"):
             req.keep_alive = False
             _answer_error(conn, req, entry, 400, "-")
-            return
+            return None
         host_header = hosts[0].decode("latin-1") if hosts else ""
         host = host_header.rsplit(":", 1)[0] if not host_header.endswith("]") else host_header
         rules = self.ctx.rules
@@ -527,9 +531,10 @@ class _Exchange:
             _answer(conn, req, entry, action.http_status, b"",
                     [(b"Location", location.encode("latin-1"))])
         else:
-            await self._forward(action)
+            return action
+        return None
 
-    async def _forward(self, action: Forward) -> None:
+    async def forward(self, action: Forward) -> None:
         req, entry, conn, ctx = self.req, self.entry, self.conn, self.ctx
         group: TargetGroup = action.choose()
         entry.target_group = group.name
@@ -568,10 +573,14 @@ class _Exchange:
                 _client_gone(entry)
                 return
             group.acquire(target)
+            attempt = _Attempt(self, upstream, target)
             try:
-                attempt = _Attempt(self, upstream, target)
-                outcome = await attempt.run(head)
+                if req.chunked or req.length not in (None, b"0"):
+                    outcome = await attempt.run(head)
+                else:  # no body: wait for the answer with no coroutine in between
+                    outcome = await attempt.start(head)
             finally:
+                attempt.end()
                 group.release(target)
             entry.target_status_codes.append(attempt.status or 0)
             if outcome is None:
@@ -664,8 +673,9 @@ class _Attempt:
         self._upstream_paused = False
         self._out: list[bytes] = []  # for the client, written once per read from the target
 
-    async def run(self, head: bytes) -> str | None:
-        up, req = self.upstream, self.req
+    def start(self, head: bytes) -> asyncio.Future[str | None]:
+        """Send the head; the future tells how the attempt ended (see :meth:`run`)."""
+        up = self.upstream
         up.handler = self
         up.requests += 1
         self.conn.attempt = self
@@ -673,17 +683,21 @@ class _Attempt:
         self._timer = self.loop.call_later(self.x.ctx.idle_timeout, self._timeout_check)
         if self.conn._write_paused:
             self.pause_upstream()
-        try:
-            up.write(head)
-            if req.chunked or req.length not in (None, b"0"):
-                await self._send_body()
-            else:
-                self.sent_all = True
-            return await self._done
-        finally:
-            if self._timer is not None:
-                self._timer.cancel()
-            self.conn.attempt = None
+        up.write(head)
+        self.sent_all = True
+        return self._done
+
+    async def run(self, head: bytes) -> str | None:
+        """Send the head and stream the body; wait for the end of the answer."""
+        done = self.start(head)
+        self.sent_all = False
+        await self._send_body()
+        return await done
+
+    def end(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self.conn.attempt = None
 
     async def _send_body(self) -> None:
         req, up, conn = self.req, self.upstream, self.conn
