@@ -267,6 +267,31 @@ async def test_a_post_that_reached_a_target_is_never_replayed() -> None:
     assert gets == [200] * 4  # GETs the reset target took were replayed on the other
 
 
+async def test_an_idempotent_put_is_replayed_with_its_body(app: AppBackend) -> None:
+    reset = await RawBackend("reset").start()
+    log = Entries()
+    try:
+        async with balancer(group("web", reset.port, app.port), observers=[log]) as (
+                _, url), client() as c:
+            for _ in range(4):
+                r = await c.put(f"{url}/upload", content=b"p" * 5000)
+                assert r.status_code == 200 and r.json()["bytes"] == 5000
+    finally:
+        await reset.stop()
+    replayed = [e for e in log.entries if len(e.targets_tried) == 2]
+    assert len(replayed) == len(reset.heads) >= 1
+    assert all(e.target_status_codes == [0, 200] for e in replayed)
+
+
+async def test_expect_100_continue_is_answered_by_the_balancer(app: AppBackend) -> None:
+    async with balancer(group("web", app.port)) as (lb, url):
+        curl = await asyncio.create_subprocess_exec(
+            "curl", "-sS", "-H", "Expect: 100-continue", "--data-binary", "x" * 3000,
+            f"{url}/upload", stdout=subprocess.PIPE)
+        out, _ = await curl.communicate()
+    assert json.loads(out)["bytes"] == 3000
+
+
 async def test_a_stale_pooled_connection_is_retried_on_a_fresh_one() -> None:
     stale = await RawBackend("second").start()
     try:
