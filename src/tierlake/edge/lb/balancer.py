@@ -27,7 +27,8 @@ from typing import Literal
 import structlog
 
 from tierlake.edge.lb.model import RequestObserver
-from tierlake.edge.lb.proxy import ClientConnection, ListenerContext
+from tierlake.edge.lb.proxy import ClientConnection
+from tierlake.edge.lb.request import ListenerContext
 from tierlake.edge.lb.rules import Action, Rule, RuleSet
 from tierlake.edge.lb.targets import TargetGroup
 from tierlake.edge.lb.upstream import UpstreamPool
