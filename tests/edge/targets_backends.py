@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tierlake.edge.lb.model import HealthCheckSettings, TargetGroupSettings, TargetState
-from tierlake.edge.lb.targets import TargetGroup
+from tierlake.edge.lb.targets import Target, TargetGroup
 
 
 @pytest.fixture
@@ -133,3 +133,9 @@ async def settle(group: TargetGroup, *backends: Backend) -> None:
         await until_state(group, b.name, TargetState.HEALTHY)
 
 
+
+
+def target(group: TargetGroup, target_id: str) -> Target:
+    found = group.get(target_id)
+    assert found is not None, f"{target_id} is not registered in {group.name}"
+    return found

@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
-from targets_backends import Backend, anyio_backend, dead_port, quick, until, until_state
+from targets_backends import Backend, anyio_backend, dead_port, quick, target, until, until_state
 
 from tierlake.edge.lb.health import MatcherError, parse_matcher
 from tierlake.edge.lb.model import HealthCheckSettings, Reason, TargetGroupSettings, TargetState
@@ -106,7 +106,7 @@ async def test_initial_target_that_never_answers_becomes_unhealthy(
     await group.start()
     await until_state(group, "gone", TargetState.UNHEALTHY)
     assert group.health("gone")[1] is Reason.FAILED_HEALTH_CHECKS
-    assert group._get("gone").consecutive_failures >= 3
+    assert target(group, "gone").consecutive_failures >= 3
 
 
 async def test_unhealthy_threshold_tolerates_fewer_failures(
@@ -122,7 +122,7 @@ async def test_unhealthy_threshold_tolerates_fewer_failures(
     a.mode = "fail"
     await until(lambda: a.checks >= before + 3, "three failed checks")
     a.mode = "ok"  # three failures, then a pass: the streak is broken
-    await until(lambda: group._get("a").consecutive_passes >= 1, "a passing check")
+    await until(lambda: target(group, "a").consecutive_passes >= 1, "a passing check")
     assert group.health("a")[0] is TargetState.HEALTHY
     a.mode = "fail"
     await until_state(group, "a", TargetState.UNHEALTHY)
@@ -205,8 +205,8 @@ async def test_draining_targets_are_not_checked(backend: Make,
     group.register("b", "127.0.0.1", b.port)
     await group.start()
     await until_state(group, "a", TargetState.HEALTHY)
-    target = group._get("a")
-    group.acquire(target)
+    held = target(group, "a")
+    group.acquire(held)
     drain = asyncio.create_task(group.deregister("a"))
     await until_state(group, "a", TargetState.DRAINING)
     a.mode = "fail"
@@ -214,6 +214,6 @@ async def test_draining_targets_are_not_checked(backend: Make,
     await until(lambda: b.checks >= b_after + 4, "four more checks of b")
     assert a.checks <= after + 1  # at most the check already under way
     assert group.health("a")[0] is TargetState.DRAINING  # failures while draining don't count
-    group.release(target)
+    group.release(held)
     await asyncio.wait_for(drain, 5)
     assert group.health("a")[0] is TargetState.UNUSED

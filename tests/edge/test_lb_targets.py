@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
-from targets_backends import Backend, anyio_backend, quick, settle, until, until_state
+from targets_backends import Backend, anyio_backend, quick, settle, target, until, until_state
 
 from tierlake.edge.lb.model import PROFILES, Reason, TargetState
 from tierlake.edge.lb.targets import Target, TargetGroup, TargetGroupError
@@ -42,6 +42,13 @@ async def test_register_is_initial_then_healthy_and_idempotent(backend: Make) ->
     assert group.register("a", "127.0.0.1", a.port) is target
     with pytest.raises(TargetGroupError, match="deregister it first"):
         group.register("a", "127.0.0.1", a.port + 1)
+    assert group.describe(["a", "i-gone"]) == [
+        {"Target": {"Id": "a", "Port": a.port}, "HealthCheckPort": str(a.port),
+         "TargetHealth": {"State": "initial", "Reason": "Elb.RegistrationInProgress",
+                          "Description": "Target registration is in progress"}},
+        {"Target": {"Id": "i-gone"},
+         "TargetHealth": {"State": "unused", "Reason": "Target.NotRegistered",
+                          "Description": "Target is not registered to the target group"}}]
     await group.start()
     try:
         assert group.health("a")[1] is Reason.INITIAL_HEALTH_CHECKING
@@ -84,7 +91,7 @@ async def test_deregister_returns_once_in_flight_requests_end(backend: Make) -> 
     changes: list[tuple[str, TargetState, TargetState]] = []
     group.on_change(lambda t, old, new: changes.append((t.id, old, new)))
     try:
-        ta = group._get("a")
+        ta = target(group, "a")
         group.acquire(ta)
         drain = asyncio.create_task(group.deregister("a"))
         await until(lambda: group.health("a")[0] is TargetState.DRAINING, "a draining")
@@ -109,13 +116,13 @@ async def test_deregister_ends_at_the_delay_when_requests_hang(backend: Make) ->
     group = TargetGroup("web", quick(deregistration_delay_seconds=0.3))
     await settle(group, a)
     try:
-        target = group._get("a")
-        group.acquire(target)
+        held = target(group, "a")
+        group.acquire(held)
         await asyncio.wait_for(group.deregister("a"), 5)
         assert group.health("a")[0] is TargetState.UNUSED
         assert group.pick() is None  # all draining or gone: nothing routable
-        group.release(target)  # the late answer is still accounted for
-        assert target.in_flight == 0
+        group.release(held)  # the late answer is still accounted for
+        assert held.in_flight == 0
     finally:
         await group.stop()
 
@@ -198,7 +205,7 @@ async def test_least_outstanding_requests_prefers_fewer_in_flight(backend: Make)
     await settle(group, *bs)
     try:
         assert sorted(ids(group, 3)) == ["a", "b", "c"]  # idle: ties go round
-        ta, tb, tc = (group._get(n) for n in "abc")
+        ta, tb, tc = (target(group, n) for n in "abc")
         for _ in range(3):
             group.acquire(ta)
         group.acquire(tc)
@@ -225,10 +232,10 @@ async def test_slow_start_ramps_a_new_target_linearly(backend: Make) -> None:
     group = TargetGroup("web", quick(slow_start_seconds=100), clock=lambda: now[0])
     await settle(group, a)
     try:
-        assert group._get("a").slow_start_began is None  # the first target: no slow start
+        assert target(group, "a").slow_start_began is None  # the first target: no slow start
         group.register("b", "127.0.0.1", b.port)
         await until_state(group, "b", TargetState.HEALTHY)
-        tb = group._get("b")
+        tb = target(group, "b")
         assert tb.slow_start_began == 1000.0 and tb.healthy_since == 1000.0
         assert set(ids(group, 50)) == {"a"}  # share 0 at the start
         now[0] = 1025.0  # a quarter through: weight 0.25 against 1
@@ -251,7 +258,7 @@ async def test_slow_start_ends_when_the_target_turns_unhealthy(backend: Make) ->
         c = await backend("c")
         group.register("c", "127.0.0.1", c.port)
         await until_state(group, "c", TargetState.HEALTHY)
-        tc = group._get("c")
+        tc = target(group, "c")
         assert tc.slow_start_began == 0.0
         group.report_connect_failure(tc)
         assert tc.slow_start_began is None
@@ -286,7 +293,7 @@ async def test_none_when_every_target_is_draining(backend: Make) -> None:
     group = TargetGroup("web", quick(deregistration_delay_seconds=20))
     await settle(group, a, b)
     try:
-        held = [group._get("a"), group._get("b")]
+        held = [target(group, "a"), target(group, "b")]
         for t in held:
             group.acquire(t)
         drains = [asyncio.create_task(group.deregister(n)) for n in "ab"]
@@ -306,7 +313,7 @@ async def test_passive_detection_takes_a_target_out_at_once(backend: Make) -> No
     group = TargetGroup("web", quick())
     await settle(group, a, b)
     try:
-        ta = group._get("a")
+        ta = target(group, "a")
         group.report_connect_failure(ta)
         assert group.health("a") == (TargetState.UNHEALTHY, Reason.FAILED_HEALTH_CHECKS,
                                      "connection refused by the target (passive check)")
@@ -322,7 +329,7 @@ async def test_passive_detection_can_be_off(backend: Make) -> None:
     group = TargetGroup("web", quick(passive_detection=False))
     await settle(group, a)
     try:
-        group.report_connect_failure(group._get("a"))
+        group.report_connect_failure(target(group, "a"))
         assert group.health("a")[0] is TargetState.HEALTHY
     finally:
         await group.stop()
@@ -333,7 +340,7 @@ async def test_registering_a_draining_target_again_keeps_it(backend: Make) -> No
     group = TargetGroup("web", quick(deregistration_delay_seconds=20))
     await settle(group, a)
     try:
-        ta = group._get("a")
+        ta = target(group, "a")
         group.acquire(ta)
         drain = asyncio.create_task(group.deregister("a"))
         await until_state(group, "a", TargetState.DRAINING)
@@ -350,7 +357,7 @@ async def test_stop_ends_pending_drains(backend: Make) -> None:
     a = await backend("a")
     group = TargetGroup("web", quick(deregistration_delay_seconds=60))
     await settle(group, a)
-    group.acquire(group._get("a"))
+    group.acquire(target(group, "a"))
     drain = asyncio.create_task(group.deregister("a"))
     await until_state(group, "a", TargetState.DRAINING)
     await group.stop()

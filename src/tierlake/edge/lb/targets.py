@@ -84,30 +84,35 @@ class Target:
 
 
 class RoutingAlgorithm(Protocol):
-    """Chooses one target among the routable ones, each with its effective weight (its
-    weight, scaled down in slow start; always > 0)."""
+    """Chooses one of the routable targets; ``weights[i]`` is ``targets[i]``'s effective
+    weight (its weight, scaled down in slow start; always > 0). A new algorithm is a new
+    class with this one method, added to :data:`ALGORITHMS`."""
 
-    def choose(self, candidates: Sequence[tuple[Target, float]]) -> Target: ...
+    def choose(self, targets: Sequence[Target], weights: Sequence[float]) -> Target: ...
+
+    def forget(self, target: Target) -> None:
+        """``target`` left the group: drop any state kept for it."""
 
 
 class RoundRobin:
     """Weighted round robin, smooth (nginx's): equal weights give the exact registration
     order A, B, C, A...; weights 2:1 give A, B, A, A, B, A... without bursts."""
 
-    def __init__(self) -> None:
+    def __init__(self, rng: random.Random) -> None:
         self._current: dict[int, float] = {}
 
-    def choose(self, candidates: Sequence[tuple[Target, float]]) -> Target:
-        total = sum(w for _, w in candidates)
-        best: Target | None = None
-        best_score = 0.0
-        for target, weight in candidates:
-            score = self._current.get(id(target), 0.0) + weight
-            self._current[id(target)] = score
-            if best is None or score > best_score:
+    def choose(self, targets: Sequence[Target], weights: Sequence[float]) -> Target:
+        current = self._current
+        best = targets[0]
+        best_score = -float("inf")
+        total = 0.0
+        for target, weight in zip(targets, weights, strict=True):
+            total += weight
+            score = current.get(id(target), 0.0) + weight
+            current[id(target)] = score
+            if score > best_score:
                 best, best_score = target, score
-        assert best is not None
-        self._current[id(best)] = best_score - total
+        current[id(best)] = best_score - total
         return best
 
     def forget(self, target: Target) -> None:
@@ -118,16 +123,18 @@ class LeastOutstandingRequests:
     """The target with the fewest requests in flight per unit of weight ((in_flight + 1) /
     weight); ties go round the tied targets in turn so an idle group still spreads."""
 
-    def __init__(self) -> None:
+    def __init__(self, rng: random.Random) -> None:
         self._turn = 0
 
-    def choose(self, candidates: Sequence[tuple[Target, float]]) -> Target:
-        loads = [(t.in_flight + 1) / w for t, w in candidates]
+    def choose(self, targets: Sequence[Target], weights: Sequence[float]) -> Target:
+        loads = [(t.in_flight + 1) / w for t, w in zip(targets, weights, strict=True)]
         least = min(loads)
-        tied = [t for (t, _), load in zip(candidates, loads, strict=True)
-                if load <= least * (1 + 1e-9)]
+        tied = [t for t, load in zip(targets, loads, strict=True) if load <= least * (1 + 1e-9)]
         self._turn += 1
         return tied[self._turn % len(tied)]
+
+    def forget(self, target: Target) -> None:
+        pass
 
 
 class WeightedRandom:
@@ -136,21 +143,26 @@ class WeightedRandom:
     def __init__(self, rng: random.Random) -> None:
         self._rng = rng
 
-    def choose(self, candidates: Sequence[tuple[Target, float]]) -> Target:
-        targets = [t for t, _ in candidates]
-        return self._rng.choices(targets, weights=[w for _, w in candidates])[0]
+    def choose(self, targets: Sequence[Target], weights: Sequence[float]) -> Target:
+        return self._rng.choices(targets, weights=weights)[0]
+
+    def forget(self, target: Target) -> None:
+        pass
+
+
+ALGORITHMS: dict[str, Callable[[random.Random], RoutingAlgorithm]] = {
+    "round_robin": RoundRobin,
+    "least_outstanding_requests": LeastOutstandingRequests,
+    "weighted_random": WeightedRandom,
+}
 
 
 def make_algorithm(name: str, rng: random.Random) -> RoutingAlgorithm:
-    if name == "round_robin":
-        return RoundRobin()
-    if name == "least_outstanding_requests":
-        return LeastOutstandingRequests()
-    if name == "weighted_random":
-        return WeightedRandom(rng)
-    raise TargetGroupError(
-        f"unknown routing algorithm {name!r}: use round_robin, least_outstanding_requests "
-        "or weighted_random")
+    try:
+        return ALGORITHMS[name](rng)
+    except KeyError:
+        raise TargetGroupError(f"unknown routing algorithm {name!r}: use "
+                               f"{', '.join(ALGORITHMS)}") from None
 
 
 StateCallback = Callable[[Target, TargetState, TargetState], None]
@@ -181,6 +193,7 @@ class TargetGroup:
         self._rng = random.Random(seed)
         self._algorithm = make_algorithm(settings.algorithm, self._rng)
         self._targets: dict[str, Target] = {}
+        self._pool: list[Target] | None = None  # routable targets; None: to be worked out
         self._callbacks: list[StateCallback] = []
         self._drains: dict[str, asyncio.Task[None]] = {}
         self._drained: dict[str, asyncio.Event] = {}
@@ -206,6 +219,7 @@ class TargetGroup:
             if known.state is not TargetState.DRAINING:
                 return known
             known.weight = weight
+            self._pool = None
             self._reset_checks(known)
             self._set(known, TargetState.INITIAL, Reason.REGISTRATION_IN_PROGRESS,
                       REGISTRATION_DESCRIPTION)
@@ -216,6 +230,7 @@ class TargetGroup:
             return known
         target = Target(target_id, host, port, weight, registered_at=self._clock())
         self._targets[target_id] = target
+        self._pool = None
         log.info("lb.target_registered", group=self.name, target=target_id,
                  address=f"{host}:{port}", weight=weight)
         self._watch(target)
@@ -260,8 +275,8 @@ class TargetGroup:
 
     def _remove(self, target: Target) -> None:
         del self._targets[target.id]
-        if isinstance(self._algorithm, RoundRobin):
-            self._algorithm.forget(target)
+        self._pool = None
+        self._algorithm.forget(target)
         self._set(target, TargetState.UNUSED, Reason.NOT_REGISTERED, NOT_REGISTERED_DESCRIPTION)
         log.info("lb.target_deregistered", group=self.name, target=target.id,
                  in_flight=target.in_flight)
@@ -269,6 +284,7 @@ class TargetGroup:
     def set_weight(self, target_id: str, weight: int) -> None:
         _check_weight(weight)
         self._get(target_id).weight = weight
+        self._pool = None
 
     # -- routing ------------------------------------------------------------------------
 
@@ -279,17 +295,22 @@ class TargetGroup:
         not draining (fail open). ``exclude``: ids already tried for this request; they do
         not count as "none healthy" (a retry never fails open to unhealthy targets while a
         healthy one exists)."""
-        active = [t for t in self._targets.values()
-                  if t.state is not TargetState.DRAINING and t.weight > 0]
-        pool = [t for t in active if t.state is TargetState.HEALTHY] or active
-        candidates = [t for t in pool if t.id not in exclude]
+        pool = self._pool
+        if pool is None:
+            active = [t for t in self._targets.values()
+                      if t.state is not TargetState.DRAINING and t.weight > 0]
+            pool = self._pool = [t for t in active if t.state is TargetState.HEALTHY] or active
+        candidates = [t for t in pool if t.id not in exclude] if exclude else pool
         if not candidates:
             return None
+        if not any(t.slow_start_began is not None for t in candidates):
+            return self._algorithm.choose(candidates, [t.weight for t in candidates])
         now = self._clock()
-        weighted = [(t, self._effective_weight(t, now)) for t in candidates]
-        if not any(w > 0 for _, w in weighted):  # all at the very start of their slow start
-            weighted = [(t, float(t.weight)) for t in candidates]
-        return self._algorithm.choose([(t, w) for t, w in weighted if w > 0])
+        weights = [self._effective_weight(t, now) for t in candidates]
+        if not any(weights):  # all at the very start of their slow start
+            weights = [float(t.weight) for t in candidates]
+        ramping = [(t, w) for t, w in zip(candidates, weights, strict=True) if w > 0]
+        return self._algorithm.choose([t for t, _ in ramping], [w for _, w in ramping])
 
     def _effective_weight(self, target: Target, now: float) -> float:
         began = target.slow_start_began
@@ -339,6 +360,10 @@ class TargetGroup:
             return TargetState.UNUSED, Reason.NOT_REGISTERED, NOT_REGISTERED_DESCRIPTION
         return target.state, target.reason, target.description
 
+    def get(self, target_id: str) -> Target | None:
+        """The registered target with this id (draining ones too), or None."""
+        return self._targets.get(target_id)
+
     @property
     def targets(self) -> list[Target]:
         return list(self._targets.values())
@@ -353,17 +378,30 @@ class TargetGroup:
         """CloudWatch's UnHealthyHostCount."""
         return sum(t.state is TargetState.UNHEALTHY for t in self._targets.values())
 
-    def describe(self) -> list[dict[str, Any]]:
-        """``DescribeTargetHealth``'s TargetHealthDescriptions (Reason and Description only
-        when not healthy, as AWS)."""
+    def describe(self, target_ids: Collection[str] | None = None) -> list[dict[str, Any]]:
+        """``DescribeTargetHealth``'s TargetHealthDescriptions, for every registered target
+        or for ``target_ids`` (an id not registered shows as ``unused`` /
+        ``Target.NotRegistered``, as AWS). Reason and Description only when not healthy."""
+        if target_ids is None:
+            rows = [(t.id, t.port, t.state, t.reason, t.description)
+                    for t in self._targets.values()]
+        else:
+            rows = []
+            for target_id in target_ids:
+                t = self._targets.get(target_id)
+                rows.append((t.id, t.port, t.state, t.reason, t.description) if t else
+                            (target_id, None, *self.health(target_id)))
         out: list[dict[str, Any]] = []
-        for t in self._targets.values():
-            health: dict[str, Any] = {"State": str(t.state)}
-            if t.reason is not None:
-                health["Reason"] = str(t.reason)
-                health["Description"] = t.description
-            out.append({"Target": {"Id": t.id, "Port": t.port},
-                        "HealthCheckPort": str(t.port), "TargetHealth": health})
+        for target_id, port, state, reason, description in rows:
+            health: dict[str, Any] = {"State": str(state)}
+            if reason is not None:
+                health["Reason"] = str(reason)
+                health["Description"] = description
+            row: dict[str, Any] = {"Target": {"Id": target_id}, "TargetHealth": health}
+            if port is not None:
+                row["Target"]["Port"] = port
+                row["HealthCheckPort"] = str(port)
+            out.append(row)
         return out
 
     def on_change(self, callback: StateCallback) -> None:
@@ -448,6 +486,7 @@ class TargetGroup:
             target.healthy_since = None
             target.slow_start_began = None
         target.state = new
+        self._pool = None
         log.info("lb.target_state", group=self.name, target=target.id, old=str(old),
                  new=str(new), reason=str(reason) if reason else None, description=description)
         for callback in list(self._callbacks):
