@@ -382,6 +382,7 @@ class TargetGroup:
         """``DescribeTargetHealth``'s TargetHealthDescriptions, for every registered target
         or for ``target_ids`` (an id not registered shows as ``unused`` /
         ``Target.NotRegistered``, as AWS). Reason and Description only when not healthy."""
+        rows: list[tuple[str, int | None, TargetState, Reason | None, str]]
         if target_ids is None:
             rows = [(t.id, t.port, t.state, t.reason, t.description)
                     for t in self._targets.values()]
