@@ -348,7 +348,16 @@ async def test_registering_a_draining_target_again_keeps_it(backend: Make) -> No
         await asyncio.wait_for(drain, 5)  # deregistration ended, the target stays
         assert group.health("a")[0] in (TargetState.INITIAL, TargetState.HEALTHY)
         await until_state(group, "a", TargetState.HEALTHY)
+        # deregistered, registered and deregistered again at once: the last one counts
+        again = asyncio.create_task(group.deregister("a"))
+        await until_state(group, "a", TargetState.DRAINING)
+        group.register("a", "127.0.0.1", a.port)
+        last = asyncio.create_task(group.deregister("a"))
+        await asyncio.wait_for(again, 5)
+        assert group.health("a")[0] is TargetState.DRAINING
         group.release(ta)
+        await asyncio.wait_for(last, 5)
+        assert group.health("a")[0] is TargetState.UNUSED
     finally:
         await group.stop()
 

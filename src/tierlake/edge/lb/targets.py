@@ -223,9 +223,10 @@ class TargetGroup:
             self._reset_checks(known)
             self._set(known, TargetState.INITIAL, Reason.REGISTRATION_IN_PROGRESS,
                       REGISTRATION_DESCRIPTION)
-            event = self._drained.get(target_id)
+            self._drains.pop(target_id, None)
+            event = self._drained.pop(target_id, None)
             if event is not None:
-                event.set()
+                event.set()  # its deregister() returns; the target stays
             self._watch(known)
             return known
         target = Target(target_id, host, port, weight, registered_at=self._clock())
@@ -268,9 +269,8 @@ class TargetGroup:
                         in_flight=target.in_flight,
                         delay=self.settings.deregistration_delay_seconds)
         finally:
-            self._drains.pop(target.id, None)
-            self._drained.pop(target.id, None)
-            if self._targets.get(target.id) is target and target.state is TargetState.DRAINING:
+            if self._drained.get(target.id) is event:  # else registered again meanwhile
+                del self._drains[target.id], self._drained[target.id]
                 self._remove(target)
 
     def _remove(self, target: Target) -> None:
