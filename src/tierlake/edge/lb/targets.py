@@ -22,9 +22,15 @@ https://docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balance
 - Deregistration delay (``deregistration_delay.timeout_seconds``): a deregistered target
   gets no new requests; in-flight ones may finish until the delay, then it is removed.
 
+The attributes follow "Edit target group attributes for your Application Load Balancer"
+(https://docs.aws.amazon.com/elasticloadbalancing/latest/application/edit-target-group-attributes.html).
+
 tierlake adds per-target weights (every algorithm honours them; 0 takes a target out of
 rotation without deregistering it) and passive detection: the proxy reports a refused
-connection and the target is unhealthy at once, until active checks restore it.
+connection and the target is unhealthy at once, until active checks restore it. It differs
+from ALB on purpose in three points: a new target needs ``healthy_threshold`` passes (ALB
+now counts one), a drained target is removed as soon as its last request ends (ALB shows
+it ``draining`` until the delay ends), and fail open also routes to ``initial`` targets.
 """
 
 from __future__ import annotations
