@@ -8,6 +8,8 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from targets_backends import Backend, anyio_backend, quick, settle, target, until, until_state
 
 from tierlake.edge.lb.model import PROFILES, Reason, TargetState
@@ -401,3 +403,49 @@ def test_bad_input_is_refused_with_a_reason() -> None:
         TargetGroup("web", quick(algorithm="fastest"))
     assert group.health("nobody") == (TargetState.UNUSED, Reason.NOT_REGISTERED,
                                       "Target is not registered to the target group")
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(weights=st.lists(st.integers(1, 12), min_size=1, max_size=6),
+       cycles=st.integers(1, 3))
+def test_round_robin_gives_each_target_exactly_its_weight(weights: list[int],
+                                                          cycles: int) -> None:
+    """Over sum(weights) picks, smooth weighted round robin serves each target exactly its
+    weight, and at every point of the sequence each target is less than one request away
+    from its exact share (no bursts)."""
+    group = TargetGroup("web", quick())
+    for i, w in enumerate(weights):
+        group.register(f"t{i}", "127.0.0.1", 1000 + i, weight=w)  # unchecked: fail open
+    picks = ids(group, sum(weights) * cycles)
+    assert Counter(picks) == {f"t{i}": w * cycles for i, w in enumerate(weights)}
+    total, served = sum(weights), Counter[str]()
+    for k, picked in enumerate(picks, start=1):
+        served[picked] += 1
+        assert all(abs(served[f"t{i}"] - k * w / total) < 1 for i, w in enumerate(weights))
+
+
+@settings(max_examples=100, deadline=None, derandomize=True)
+@given(ops=st.lists(st.tuples(st.sampled_from(["fail", "weight0", "weight1", "exclude"]),
+                              st.integers(0, 4)), max_size=20))
+def test_pick_never_returns_excluded_draining_or_weightless(
+        ops: list[tuple[str, int]]) -> None:
+    group = TargetGroup("web", quick())
+    for i in range(5):
+        group.register(f"t{i}", "127.0.0.1", 1000 + i)
+    excluded: set[str] = set()
+    for op, i in ops:
+        t = target(group, f"t{i}")
+        if op == "fail":
+            group.report_connect_failure(t)
+        elif op == "weight0":
+            group.set_weight(t.id, 0)
+        elif op == "weight1":
+            group.set_weight(t.id, 1)
+        else:
+            excluded.add(t.id)
+        allowed = {x.id for x in group.targets if x.weight > 0 and x.id not in excluded}
+        picked = group.pick(excluded)
+        if allowed:
+            assert picked is not None and picked.id in allowed
+        else:
+            assert picked is None
