@@ -425,27 +425,41 @@ def test_round_robin_gives_each_target_exactly_its_weight(weights: list[int],
 
 
 @settings(max_examples=100, deadline=None, derandomize=True)
-@given(ops=st.lists(st.tuples(st.sampled_from(["fail", "weight0", "weight1", "exclude"]),
+@given(ops=st.lists(st.tuples(st.sampled_from(["fail", "weight0", "weight1", "exclude",
+                                               "drain"]),
                               st.integers(0, 4)), max_size=20))
 def test_pick_never_returns_excluded_draining_or_weightless(
         ops: list[tuple[str, int]]) -> None:
-    group = TargetGroup("web", quick())
-    for i in range(5):
-        group.register(f"t{i}", "127.0.0.1", 1000 + i)
-    excluded: set[str] = set()
-    for op, i in ops:
-        t = target(group, f"t{i}")
-        if op == "fail":
-            group.report_connect_failure(t)
-        elif op == "weight0":
-            group.set_weight(t.id, 0)
-        elif op == "weight1":
-            group.set_weight(t.id, 1)
-        else:
-            excluded.add(t.id)
-        allowed = {x.id for x in group.targets if x.weight > 0 and x.id not in excluded}
-        picked = group.pick(excluded)
-        if allowed:
-            assert picked is not None and picked.id in allowed
-        else:
-            assert picked is None
+    async def run() -> None:
+        group = TargetGroup("web", quick(deregistration_delay_seconds=60))
+        for i in range(5):
+            group.register(f"t{i}", "127.0.0.1", 1000 + i)  # unchecked: fail open
+        excluded: set[str] = set()
+        for op, i in ops:
+            t = group.get(f"t{i}")
+            if t is None or t.state is TargetState.DRAINING:
+                continue
+            if op == "fail":
+                group.report_connect_failure(t)
+            elif op == "weight0":
+                group.set_weight(t.id, 0)
+            elif op == "weight1":
+                group.set_weight(t.id, 1)
+            elif op == "exclude":
+                excluded.add(t.id)
+            else:  # a request in flight keeps it draining
+                group.acquire(t)
+                asyncio.get_running_loop().create_task(group.deregister(t.id))
+                await asyncio.sleep(0)
+                assert t.state is TargetState.DRAINING
+            allowed = {x.id for x in group.targets if x.weight > 0 and x.id not in excluded
+                       and x.state is not TargetState.DRAINING}
+            picked = group.pick(excluded)
+            if allowed:
+                assert picked is not None and picked.id in allowed
+            else:
+                assert picked is None
+        await group.stop()
+        assert all(x.state is not TargetState.DRAINING for x in group.targets)
+
+    asyncio.run(run())
