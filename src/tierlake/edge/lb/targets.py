@@ -414,9 +414,16 @@ class TargetGroup:
             out.append(row)
         return out
 
-    def on_change(self, callback: StateCallback) -> None:
-        """Call ``callback(target, old, new)`` on every state change of every target."""
+    def on_change(self, callback: StateCallback) -> Callable[[], None]:
+        """Call ``callback(target, old, new)`` on every state change of every target, until
+        the returned function is called. A callback that raises is logged and skipped."""
         self._callbacks.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._callbacks:
+                self._callbacks.remove(callback)
+
+        return unsubscribe
 
     # -- active checks ------------------------------------------------------------------
 
