@@ -7,6 +7,7 @@ import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -465,3 +466,44 @@ def test_pick_never_returns_excluded_draining_or_weightless(
         assert all(x.state is not TargetState.DRAINING for x in group.targets)
 
     asyncio.run(run())
+
+
+async def test_no_request_fails_when_a_target_dies_and_comes_back(backend: Make) -> None:
+    """The proxy's use of the group: pick, acquire, send, release; a refused connection is
+    reported and the request tried on another target. A killed target costs no request and
+    gets traffic again once its checks pass."""
+    a, b = await backend("a"), await backend("b")
+    group = TargetGroup("web", quick())
+    await settle(group, a, b)
+
+    async def send(client: httpx.AsyncClient) -> str:
+        tried: set[str] = set()
+        while True:
+            t = group.pick(tried)
+            assert t is not None, f"no target left after trying {sorted(tried)}"
+            group.acquire(t)
+            try:
+                response = await client.get(f"http://{t.host}:{t.port}/page")
+            except httpx.ConnectError:
+                group.report_connect_failure(t)
+                tried.add(t.id)
+                continue
+            finally:
+                group.release(t)
+            return response.text
+
+    try:
+        async with httpx.AsyncClient(trust_env=False) as client:
+            assert Counter([await send(client) for _ in range(10)]) == {"a": 5, "b": 5}
+            await a.stop()
+            assert [await send(client) for _ in range(10)] == ["b"] * 10
+            assert group.health("a")[0] is TargetState.UNHEALTHY
+            revived = await Backend("a", port=a.port).start()
+            try:
+                await until_state(group, "a", TargetState.HEALTHY)
+                served = Counter([await send(client) for _ in range(10)])
+                assert served["a"] >= 4 and served["b"] >= 4
+            finally:
+                await revived.stop()
+    finally:
+        await group.stop()
