@@ -149,7 +149,7 @@ def test_alb_profile_equals_aws_defaults() -> None:
     assert (hc.interval_seconds, hc.timeout_seconds, hc.healthy_threshold,
             hc.unhealthy_threshold, hc.matcher) == (30, 5, 5, 2, "200")
     assert alb.deregistration_delay_seconds == 300
-    assert alb.algorithm == "round_robin" and alb.slow_start_seconds == 0
+    assert hc.path == "/" and alb.algorithm == "round_robin" and alb.slow_start_seconds == 0
 
 
 def ids(group: TargetGroup, n: int, exclude: frozenset[str] = frozenset()) -> list[str]:
