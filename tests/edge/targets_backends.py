@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tierlake.edge.lb.model import HealthCheckSettings, TargetGroupSettings, TargetState
-from tierlake.edge.lb.targets import TargetGroup
+from tierlake.edge.lb.targets import Target, TargetGroup
 
 
 @pytest.fixture
@@ -41,6 +41,8 @@ class Backend:
     port: int = 0
     checks: int = 0
     user_agents: list[str] = field(default_factory=list)
+    peer: Backend | None = None  # record whether this one hangs when we are checked
+    peer_hanging: list[bool] = field(default_factory=list)
     _server: asyncio.Server | None = None
     _hanging: set[asyncio.Task[Any]] = field(default_factory=set)
 
@@ -48,6 +50,10 @@ class Backend:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
+
+    @property
+    def hanging(self) -> int:
+        return len(self._hanging)
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -66,11 +72,14 @@ class Backend:
                 for line in head.split("\r\n"):
                     if line.lower().startswith("user-agent:"):
                         self.user_agents.append(line.split(":", 1)[1].strip())
-                if self.mode == "hang":
+                if self.peer is not None:
+                    self.peer_hanging.append(self.peer.hanging > 0)
+                if self.mode == "hang":  # until the checker gives up and closes
                     task = asyncio.current_task()
                     assert task is not None
                     self._hanging.add(task)
-                    await asyncio.Event().wait()
+                    await reader.read(1)
+                    return
                 status = {"ok": 200, "fail": 503, "code": self.code}[self.mode]
                 body = b"health"
             else:
@@ -124,3 +133,9 @@ async def settle(group: TargetGroup, *backends: Backend) -> None:
         await until_state(group, b.name, TargetState.HEALTHY)
 
 
+
+
+def target(group: TargetGroup, target_id: str) -> Target:
+    found = group.get(target_id)
+    assert found is not None, f"{target_id} is not registered in {group.name}"
+    return found

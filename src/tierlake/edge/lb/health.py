@@ -152,7 +152,8 @@ class HealthChecker:
                 result = await self.check(host, port)
             except Exception:  # a bug must not end the target's checks silently
                 log.exception("lb.health_check_error", group=self._group, target=target_id)
-                result = CheckResult(False, Reason.INTERNAL_ERROR, "Health checks failed")
+                result = CheckResult(False, Reason.INTERNAL_ERROR,
+                                     "Health checks failed due to an internal error")
             try:
                 self._on_result(target_id, result)
             except Exception:

@@ -22,9 +22,15 @@ https://docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balance
 - Deregistration delay (``deregistration_delay.timeout_seconds``): a deregistered target
   gets no new requests; in-flight ones may finish until the delay, then it is removed.
 
+The attributes follow "Edit target group attributes for your Application Load Balancer"
+(https://docs.aws.amazon.com/elasticloadbalancing/latest/application/edit-target-group-attributes.html).
+
 tierlake adds per-target weights (every algorithm honours them; 0 takes a target out of
 rotation without deregistering it) and passive detection: the proxy reports a refused
-connection and the target is unhealthy at once, until active checks restore it.
+connection and the target is unhealthy at once, until active checks restore it. It differs
+from ALB on purpose in three points: a new target needs ``healthy_threshold`` passes (ALB
+now counts one), a drained target is removed as soon as its last request ends (ALB shows
+it ``draining`` until the delay ends), and fail open also routes to ``initial`` targets.
 """
 
 from __future__ import annotations
@@ -84,30 +90,35 @@ class Target:
 
 
 class RoutingAlgorithm(Protocol):
-    """Chooses one target among the routable ones, each with its effective weight (its
-    weight, scaled down in slow start; always > 0)."""
+    """Chooses one of the routable targets; ``weights[i]`` is ``targets[i]``'s effective
+    weight (its weight, scaled down in slow start; always > 0). A new algorithm is a new
+    class with this one method, added to :data:`ALGORITHMS`."""
 
-    def choose(self, candidates: Sequence[tuple[Target, float]]) -> Target: ...
+    def choose(self, targets: Sequence[Target], weights: Sequence[float]) -> Target: ...
+
+    def forget(self, target: Target) -> None:
+        """``target`` left the group: drop any state kept for it."""
 
 
 class RoundRobin:
     """Weighted round robin, smooth (nginx's): equal weights give the exact registration
     order A, B, C, A...; weights 2:1 give A, B, A, A, B, A... without bursts."""
 
-    def __init__(self) -> None:
+    def __init__(self, rng: random.Random) -> None:
         self._current: dict[int, float] = {}
 
-    def choose(self, candidates: Sequence[tuple[Target, float]]) -> Target:
-        total = sum(w for _, w in candidates)
-        best: Target | None = None
-        best_score = 0.0
-        for target, weight in candidates:
-            score = self._current.get(id(target), 0.0) + weight
-            self._current[id(target)] = score
-            if best is None or score > best_score:
+    def choose(self, targets: Sequence[Target], weights: Sequence[float]) -> Target:
+        current = self._current
+        best = targets[0]
+        best_score = -float("inf")
+        total = 0.0
+        for target, weight in zip(targets, weights, strict=True):
+            total += weight
+            score = current.get(id(target), 0.0) + weight
+            current[id(target)] = score
+            if score > best_score:
                 best, best_score = target, score
-        assert best is not None
-        self._current[id(best)] = best_score - total
+        current[id(best)] = best_score - total
         return best
 
     def forget(self, target: Target) -> None:
@@ -118,16 +129,18 @@ class LeastOutstandingRequests:
     """The target with the fewest requests in flight per unit of weight ((in_flight + 1) /
     weight); ties go round the tied targets in turn so an idle group still spreads."""
 
-    def __init__(self) -> None:
+    def __init__(self, rng: random.Random) -> None:
         self._turn = 0
 
-    def choose(self, candidates: Sequence[tuple[Target, float]]) -> Target:
-        loads = [(t.in_flight + 1) / w for t, w in candidates]
+    def choose(self, targets: Sequence[Target], weights: Sequence[float]) -> Target:
+        loads = [(t.in_flight + 1) / w for t, w in zip(targets, weights, strict=True)]
         least = min(loads)
-        tied = [t for (t, _), load in zip(candidates, loads, strict=True)
-                if load <= least * (1 + 1e-9)]
+        tied = [t for t, load in zip(targets, loads, strict=True) if load <= least * (1 + 1e-9)]
         self._turn += 1
         return tied[self._turn % len(tied)]
+
+    def forget(self, target: Target) -> None:
+        pass
 
 
 class WeightedRandom:
@@ -136,21 +149,26 @@ class WeightedRandom:
     def __init__(self, rng: random.Random) -> None:
         self._rng = rng
 
-    def choose(self, candidates: Sequence[tuple[Target, float]]) -> Target:
-        targets = [t for t, _ in candidates]
-        return self._rng.choices(targets, weights=[w for _, w in candidates])[0]
+    def choose(self, targets: Sequence[Target], weights: Sequence[float]) -> Target:
+        return self._rng.choices(targets, weights=weights)[0]
+
+    def forget(self, target: Target) -> None:
+        pass
+
+
+ALGORITHMS: dict[str, Callable[[random.Random], RoutingAlgorithm]] = {
+    "round_robin": RoundRobin,
+    "least_outstanding_requests": LeastOutstandingRequests,
+    "weighted_random": WeightedRandom,
+}
 
 
 def make_algorithm(name: str, rng: random.Random) -> RoutingAlgorithm:
-    if name == "round_robin":
-        return RoundRobin()
-    if name == "least_outstanding_requests":
-        return LeastOutstandingRequests()
-    if name == "weighted_random":
-        return WeightedRandom(rng)
-    raise TargetGroupError(
-        f"unknown routing algorithm {name!r}: use round_robin, least_outstanding_requests "
-        "or weighted_random")
+    try:
+        return ALGORITHMS[name](rng)
+    except KeyError:
+        raise TargetGroupError(f"unknown routing algorithm {name!r}: use "
+                               f"{', '.join(ALGORITHMS)}") from None
 
 
 StateCallback = Callable[[Target, TargetState, TargetState], None]
@@ -181,6 +199,7 @@ class TargetGroup:
         self._rng = random.Random(seed)
         self._algorithm = make_algorithm(settings.algorithm, self._rng)
         self._targets: dict[str, Target] = {}
+        self._pool: list[Target] | None = None  # routable targets; None: to be worked out
         self._callbacks: list[StateCallback] = []
         self._drains: dict[str, asyncio.Task[None]] = {}
         self._drained: dict[str, asyncio.Event] = {}
@@ -206,16 +225,19 @@ class TargetGroup:
             if known.state is not TargetState.DRAINING:
                 return known
             known.weight = weight
+            self._pool = None
             self._reset_checks(known)
             self._set(known, TargetState.INITIAL, Reason.REGISTRATION_IN_PROGRESS,
                       REGISTRATION_DESCRIPTION)
-            event = self._drained.get(target_id)
+            self._drains.pop(target_id, None)
+            event = self._drained.pop(target_id, None)
             if event is not None:
-                event.set()
+                event.set()  # its deregister() returns; the target stays
             self._watch(known)
             return known
         target = Target(target_id, host, port, weight, registered_at=self._clock())
         self._targets[target_id] = target
+        self._pool = None
         log.info("lb.target_registered", group=self.name, target=target_id,
                  address=f"{host}:{port}", weight=weight)
         self._watch(target)
@@ -253,15 +275,17 @@ class TargetGroup:
                         in_flight=target.in_flight,
                         delay=self.settings.deregistration_delay_seconds)
         finally:
-            self._drains.pop(target.id, None)
-            self._drained.pop(target.id, None)
-            if self._targets.get(target.id) is target and target.state is TargetState.DRAINING:
-                self._remove(target)
+            self._finish_drain(target, event)
+
+    def _finish_drain(self, target: Target, event: asyncio.Event) -> None:
+        if self._drained.get(target.id) is event:  # else registered again meanwhile
+            del self._drains[target.id], self._drained[target.id]
+            self._remove(target)
 
     def _remove(self, target: Target) -> None:
         del self._targets[target.id]
-        if isinstance(self._algorithm, RoundRobin):
-            self._algorithm.forget(target)
+        self._pool = None
+        self._algorithm.forget(target)
         self._set(target, TargetState.UNUSED, Reason.NOT_REGISTERED, NOT_REGISTERED_DESCRIPTION)
         log.info("lb.target_deregistered", group=self.name, target=target.id,
                  in_flight=target.in_flight)
@@ -269,6 +293,7 @@ class TargetGroup:
     def set_weight(self, target_id: str, weight: int) -> None:
         _check_weight(weight)
         self._get(target_id).weight = weight
+        self._pool = None
 
     # -- routing ------------------------------------------------------------------------
 
@@ -279,17 +304,22 @@ class TargetGroup:
         not draining (fail open). ``exclude``: ids already tried for this request; they do
         not count as "none healthy" (a retry never fails open to unhealthy targets while a
         healthy one exists)."""
-        active = [t for t in self._targets.values()
-                  if t.state is not TargetState.DRAINING and t.weight > 0]
-        pool = [t for t in active if t.state is TargetState.HEALTHY] or active
-        candidates = [t for t in pool if t.id not in exclude]
+        pool = self._pool
+        if pool is None:
+            active = [t for t in self._targets.values()
+                      if t.state is not TargetState.DRAINING and t.weight > 0]
+            pool = self._pool = [t for t in active if t.state is TargetState.HEALTHY] or active
+        candidates = [t for t in pool if t.id not in exclude] if exclude else pool
         if not candidates:
             return None
+        if not any(t.slow_start_began is not None for t in candidates):
+            return self._algorithm.choose(candidates, [t.weight for t in candidates])
         now = self._clock()
-        weighted = [(t, self._effective_weight(t, now)) for t in candidates]
-        if not any(w > 0 for _, w in weighted):  # all at the very start of their slow start
-            weighted = [(t, float(t.weight)) for t in candidates]
-        return self._algorithm.choose([(t, w) for t, w in weighted if w > 0])
+        weights = [self._effective_weight(t, now) for t in candidates]
+        if not any(weights):  # all at the very start of their slow start
+            weights = [float(t.weight) for t in candidates]
+        ramping = [(t, w) for t, w in zip(candidates, weights, strict=True) if w > 0]
+        return self._algorithm.choose([t for t, _ in ramping], [w for _, w in ramping])
 
     def _effective_weight(self, target: Target, now: float) -> float:
         began = target.slow_start_began
@@ -339,6 +369,10 @@ class TargetGroup:
             return TargetState.UNUSED, Reason.NOT_REGISTERED, NOT_REGISTERED_DESCRIPTION
         return target.state, target.reason, target.description
 
+    def get(self, target_id: str) -> Target | None:
+        """The registered target with this id (draining ones too), or None."""
+        return self._targets.get(target_id)
+
     @property
     def targets(self) -> list[Target]:
         return list(self._targets.values())
@@ -353,22 +387,43 @@ class TargetGroup:
         """CloudWatch's UnHealthyHostCount."""
         return sum(t.state is TargetState.UNHEALTHY for t in self._targets.values())
 
-    def describe(self) -> list[dict[str, Any]]:
-        """``DescribeTargetHealth``'s TargetHealthDescriptions (Reason and Description only
-        when not healthy, as AWS)."""
+    def describe(self, target_ids: Collection[str] | None = None) -> list[dict[str, Any]]:
+        """``DescribeTargetHealth``'s TargetHealthDescriptions, for every registered target
+        or for ``target_ids`` (an id not registered shows as ``unused`` /
+        ``Target.NotRegistered``, as AWS). Reason and Description only when not healthy."""
+        rows: list[tuple[str, int | None, TargetState, Reason | None, str]]
+        if target_ids is None:
+            rows = [(t.id, t.port, t.state, t.reason, t.description)
+                    for t in self._targets.values()]
+        else:
+            rows = []
+            for target_id in target_ids:
+                t = self._targets.get(target_id)
+                rows.append((t.id, t.port, t.state, t.reason, t.description) if t else
+                            (target_id, None, *self.health(target_id)))
         out: list[dict[str, Any]] = []
-        for t in self._targets.values():
-            health: dict[str, Any] = {"State": str(t.state)}
-            if t.reason is not None:
-                health["Reason"] = str(t.reason)
-                health["Description"] = t.description
-            out.append({"Target": {"Id": t.id, "Port": t.port},
-                        "HealthCheckPort": str(t.port), "TargetHealth": health})
+        for target_id, port, state, reason, description in rows:
+            health: dict[str, Any] = {"State": str(state)}
+            if reason is not None:
+                health["Reason"] = str(reason)
+                health["Description"] = description
+            row: dict[str, Any] = {"Target": {"Id": target_id}, "TargetHealth": health}
+            if port is not None:
+                row["Target"]["Port"] = port
+                row["HealthCheckPort"] = str(port)
+            out.append(row)
         return out
 
-    def on_change(self, callback: StateCallback) -> None:
-        """Call ``callback(target, old, new)`` on every state change of every target."""
+    def on_change(self, callback: StateCallback) -> Callable[[], None]:
+        """Call ``callback(target, old, new)`` on every state change of every target, until
+        the returned function is called. A callback that raises is logged and skipped."""
         self._callbacks.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._callbacks:
+                self._callbacks.remove(callback)
+
+        return unsubscribe
 
     # -- active checks ------------------------------------------------------------------
 
@@ -394,6 +449,8 @@ class TargetGroup:
         for drain in drains:
             drain.cancel()
         await asyncio.gather(*drains, return_exceptions=True)
+        for target_id, event in list(self._drained.items()):  # drains cancelled unstarted
+            self._finish_drain(self._targets[target_id], event)
         if self._owns_client and self._client is not None:
             await self._client.aclose()
             self._client, self._owns_client = None, False
@@ -448,6 +505,7 @@ class TargetGroup:
             target.healthy_since = None
             target.slow_start_began = None
         target.state = new
+        self._pool = None
         log.info("lb.target_state", group=self.name, target=target.id, old=str(old),
                  new=str(new), reason=str(reason) if reason else None, description=description)
         for callback in list(self._callbacks):
