@@ -61,6 +61,13 @@ class Exchange:
         self.req = req
         self.entry = entry
         self.ctx = conn.ctx
+        self.group: TargetGroup | None = None
+        self.head = b""
+        self.tried: list[str] = []  # target ids, in order
+        self.replayed_once = False
+        self.fresh_only = False
+        self.idempotent = req.method in IDEMPOTENT
+        self.error: tuple[int, str] = (503, "-")  # the answer when no target is left
 
     def _view(self, host: str) -> RequestView:
         url = self.req.url.decode("latin-1")
@@ -107,30 +114,54 @@ class Exchange:
             return action
         return None
 
-    async def forward(self, action: Forward) -> None:
-        req, entry, conn, ctx = self.req, self.entry, self.conn, self.ctx
+    def prepare(self, action: Forward) -> TargetGroup:
+        """Choose the target group and build the head every attempt sends."""
         group: TargetGroup = action.choose()
-        entry.target_group = group.name
-        head = self._upstream_head()
-        tried: list[str] = []
-        replayed_once = False
-        error: tuple[int, str] = (503, "-")
-        fresh_only = False
-        idempotent = req.method in IDEMPOTENT
+        self.group = group
+        self.entry.target_group = group.name
+        self.head = self._upstream_head()
+        return group
+
+    def pooled(self, target: Target) -> UpstreamConnection | None:
+        """Count ``target`` as tried; an idle connection to it, if the pool has one."""
+        req, entry = self.req, self.entry
+        self.tried.append(target.id)
+        key = (target.host, target.port)
+        entry.request_processing_time = self.conn.loop.time() - req.start
+        entry.target = key
+        entry.targets_tried.append(key)
+        if self.fresh_only:
+            return None
+        return self.ctx.pool.take_idle(
+            key, max_idle_seconds=None if self.idempotent else FRESH_FOR_NON_IDEMPOTENT)
+
+    def launch(self, upstream: UpstreamConnection, target: Target, *, reused: bool
+               ) -> Attempt:
+        assert self.group is not None
+        self.group.acquire(target)
+        attempt = Attempt(self, upstream, target)
+        attempt.reused = reused
+        return attempt
+
+    async def forward(self, first: Target | None = None) -> None:
+        """Attempts until one answers or none is left (``first``: a target picked and
+        counted already, with no idle connection in the pool)."""
+        req, entry, conn, ctx, group = self.req, self.entry, self.conn, self.ctx, self.group
+        assert group is not None
         while True:
-            target = group.pick(exclude=tried)
+            if first is not None:
+                target: Target | None = first
+                upstream = first = None
+            else:
+                target = group.pick(exclude=self.tried)
+                if target is not None:
+                    upstream = self.pooled(target)
             if target is None:
-                answer_error(conn, req, entry, *error)
+                answer_error(conn, req, entry, *self.error)
                 return
-            tried.append(target.id)
-            key = (target.host, target.port)
-            upstream = None if fresh_only else ctx.pool.take_idle(
-                key, max_idle_seconds=None if idempotent else FRESH_FOR_NON_IDEMPOTENT)
             reused = upstream is not None
-            entry.request_processing_time = self.conn.loop.time() - req.start
-            entry.target = key
-            entry.targets_tried.append(key)
             if upstream is None:
+                key = (target.host, target.port)
                 try:
                     upstream = await ctx.pool.connect(key, min(CONNECT_TIMEOUT, ctx.idle_timeout))
                 except (OSError, TimeoutError) as exc:
@@ -138,51 +169,62 @@ class Exchange:
                     log.warning("lb.retry", reason="connect_failed", target=target.id,
                                 group=group.name, error=type(exc).__name__)
                     entry.target_status_codes.append(0)
-                    error = (504, "TargetConnectionErrorCode") if isinstance(
+                    self.error = (504, "TargetConnectionErrorCode") if isinstance(
                         exc, TimeoutError) else (502, "TargetConnectionErrorCode")
                     continue
             if conn.closed:
                 ctx.pool.put(upstream)
                 client_gone(entry)
                 return
-            group.acquire(target)
-            attempt = Attempt(self, upstream, target)
+            attempt = self.launch(upstream, target, reused=reused)
             try:
                 if req.chunked or req.length not in (None, b"0"):
-                    outcome = await attempt.run(head)
+                    outcome = await attempt.run(self.head)
                 else:  # no body: wait for the answer with no coroutine in between
-                    outcome = await attempt.start(head)
-            finally:
+                    outcome = await attempt.start(self.head)
+            except BaseException:
                 attempt.end()
                 group.release(target)
-            entry.target_status_codes.append(attempt.status or 0)
-            if outcome is None:
+                raise
+            if self.settle(attempt, outcome):
                 return
-            if outcome == "client_gone":
-                client_gone(entry)
-                return
-            if outcome == "timeout":
-                answer_error(conn, req, entry, 504, "TargetTimeout")
-                return
-            replayable = req.replay is not None
-            if outcome == "reset" and reused and attempt.rx == 0 and idempotent and replayable:
-                log.info("lb.retry", reason="stale_keepalive", target=target.id,
-                         group=group.name, method=req.method.decode())
-                tried.pop()  # same target, fresh connection
-                fresh_only = True
-                continue
-            fresh_only = False
-            if (outcome == "reset" and idempotent and replayable and not replayed_once
-                    and attempt.rx == 0):
-                replayed_once = True
-                log.info("lb.retry", reason="reset_after_send", target=target.id,
-                         group=group.name, method=req.method.decode())
-                error = (502, "TargetResponseError")
-                continue
-            log.warning("lb.target_failed", reason=outcome, target=target.id, group=group.name,
-                        method=req.method.decode(), retried=False)
-            answer_error(conn, req, entry, 502, "TargetResponseError")
-            return
+
+    def settle(self, attempt: Attempt, outcome: str | None) -> bool:
+        """After an attempt: True when the request is done (answered, or given up with
+        an answer), False when another attempt is due (the state says where)."""
+        req, entry, conn, target = self.req, self.entry, self.conn, attempt.target
+        group = self.group
+        assert group is not None
+        attempt.end()
+        group.release(target)
+        entry.target_status_codes.append(attempt.status or 0)
+        if outcome is None:
+            return True
+        if outcome == "client_gone":
+            client_gone(entry)
+            return True
+        if outcome == "timeout":
+            answer_error(conn, req, entry, 504, "TargetTimeout")
+            return True
+        replayable = req.replay is not None
+        fresh = attempt.rx == 0 and self.idempotent and replayable
+        if outcome == "reset" and attempt.reused and fresh:
+            log.info("lb.retry", reason="stale_keepalive", target=target.id,
+                     group=group.name, method=req.method.decode())
+            self.tried.pop()  # same target, fresh connection
+            self.fresh_only = True
+            return False
+        self.fresh_only = False
+        if outcome == "reset" and fresh and not self.replayed_once:
+            self.replayed_once = True
+            log.info("lb.retry", reason="reset_after_send", target=target.id,
+                     group=group.name, method=req.method.decode())
+            self.error = (502, "TargetResponseError")
+            return False
+        log.warning("lb.target_failed", reason=outcome, target=target.id, group=group.name,
+                    method=req.method.decode(), retried=False)
+        answer_error(conn, req, entry, 502, "TargetResponseError")
+        return True
 
     def _upstream_head(self) -> bytes:
         """The request's head as the target receives it: hop-by-hop headers removed, the
@@ -246,6 +288,7 @@ class Attempt:
         self._timer: asyncio.TimerHandle | None = None
         self._upstream_paused = False
         self._out: list[bytes] = []  # for the client, written once per read from the target
+        self.reused = False  # on a pooled connection
 
     def start(self, head: bytes) -> asyncio.Future[str | None]:
         """Send the head; the future tells how the attempt ended (see :meth:`run`)."""

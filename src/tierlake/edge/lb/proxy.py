@@ -16,6 +16,7 @@ connection with no request in progress and no byte for ``idle_timeout`` is close
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections import deque
 from typing import cast
@@ -24,7 +25,8 @@ import httptools
 import structlog
 
 from tierlake.edge.lb import http
-from tierlake.edge.lb.forward import Exchange
+from tierlake.edge.lb.forward import Attempt, Exchange
+from tierlake.edge.lb.model import AccessLogEntry
 from tierlake.edge.lb.request import (
     REPLAY_LIMIT,
     ListenerContext,
@@ -34,6 +36,7 @@ from tierlake.edge.lb.request import (
     client_gone,
     new_entry,
 )
+from tierlake.edge.lb.targets import Target
 
 log = structlog.get_logger(__name__)
 
@@ -291,7 +294,56 @@ class ClientConnection(asyncio.Protocol):
         self._active = req
         if req.expect_continue and self.transport is not None:
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        self._task = self.loop.create_task(self._serve(req))
+        if req.chunked or req.length not in (None, b"0"):
+            self._task = self.loop.create_task(self._serve(req))
+            return
+        # No body: most requests. Routed, and sent on a pooled connection, without a task;
+        # a connect or a retry continues in one.
+        entry = req.entry = new_entry(self, req)
+        exchange = Exchange(self, req, entry)
+        try:
+            action = exchange.route()
+            if action is None:
+                self._complete(req, entry)
+                return
+            target = exchange.prepare(action).pick()
+            if target is not None:
+                upstream = exchange.pooled(target)
+                if upstream is not None:
+                    attempt = exchange.launch(upstream, target, reused=True)
+                    attempt.start(exchange.head).add_done_callback(
+                        functools.partial(self._attempt_done, exchange, attempt))
+                    return
+        except Exception:
+            log.exception("lb.proxy_error", client=self.client)
+            self._failed(req, entry)
+            self._complete(req, entry)
+            return
+        self._task = self.loop.create_task(self._serve(req, exchange, target))
+
+    def _attempt_done(self, exchange: Exchange, attempt: Attempt,
+                      done: asyncio.Future[str | None]) -> None:
+        req, entry = exchange.req, exchange.entry
+        try:
+            if not exchange.settle(attempt, done.result()):
+                self._task = self.loop.create_task(self._serve(req, exchange))
+                return
+        except Exception:
+            log.exception("lb.proxy_error", client=self.client)
+            self._failed(req, entry)
+        self._complete(req, entry)
+
+    def _failed(self, req: Request, entry: AccessLogEntry) -> None:
+        """A fault of the balancer itself: 502 if nothing was sent yet, else close."""
+        if entry.elb_status_code is None and not self.closed:
+            answer_error(self, req, entry, 502, "-")
+        else:
+            req.keep_alive = False
+
+    def _complete(self, req: Request, entry: AccessLogEntry) -> None:
+        entry.time = time.time()
+        self.ctx.notify(entry)
+        self._finished(req)
 
     def _reject(self, status: int, why: str) -> None:
         """A request the balancer cannot read: answer and close (nothing after it can be
@@ -317,27 +369,31 @@ class ClientConnection(asyncio.Protocol):
         self._pending.clear()
         self.close()
 
-    async def _serve(self, req: Request) -> None:
-        entry = req.entry = new_entry(self, req)
+    async def _serve(self, req: Request, exchange: Exchange | None = None,
+                     first: Target | None = None) -> None:
+        """A request in a task: one with a body, or one that needs a connect or a retry
+        (``exchange`` then holds where it stands)."""
+        if exchange is None:
+            entry = req.entry = new_entry(self, req)
+        else:
+            entry = exchange.entry
         try:
-            exchange = Exchange(self, req, entry)
-            action = exchange.route()
-            if action is not None:
-                await exchange.forward(action)
+            if exchange is None:
+                exchange = Exchange(self, req, entry)
+                action = exchange.route()
+                if action is not None:
+                    exchange.prepare(action)
+                    await exchange.forward()
+            else:
+                await exchange.forward(first)
         except asyncio.CancelledError:
             if not self.closed:
                 raise
             client_gone(entry)
         except Exception:
             log.exception("lb.proxy_error", client=self.client)
-            if entry.elb_status_code is None and not self.closed:
-                answer_error(self, req, entry, 502, "-")
-            else:
-                req.keep_alive = False
-        finally:
-            entry.time = time.time()
-            self.ctx.notify(entry)
-        self._finished(req)
+            self._failed(req, entry)
+        self._complete(req, entry)
 
     def _finished(self, req: Request) -> None:
         self._active = None
