@@ -185,6 +185,10 @@ async def test_504_when_the_target_stays_silent() -> None:
         b"X-H%d: %s\r\n" % (i, b"c" * 15_000) for i in range(5)) + b"\r\n", "headers over 64 K"),
     (b"GARBAGE\r\n\r\n", "malformed"),
     (b"GET / HTTP/1.1\r\n\r\n", "HTTP/1.1 without Host"),
+    (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n"
+     b"0\r\n\r\n", "both framings (request smuggling)"),
+    (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+     "two lengths"),
 ])
 async def test_400_for_malformed_or_oversized_requests(app: AppBackend, request_bytes: bytes,
                                                        what: str) -> None:

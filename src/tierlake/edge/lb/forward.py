@@ -279,7 +279,6 @@ class Attempt:
         self.sent_all = False
         self._interim = False
         self._out_chunked = False
-        self._close_after = False
         self._until_close = False
         self._done: asyncio.Future[str | None] = self.loop.create_future()
         self._last_rx = 0.0
@@ -370,6 +369,8 @@ class Attempt:
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        if self.finished:  # bytes after the answer: the connection is dropped anyway
+            return
         status = self.parser.get_status_code()
         if status < 200:  # interim answer (100 Continue): the client got ours already
             self._interim = True
