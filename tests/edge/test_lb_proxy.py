@@ -365,3 +365,40 @@ def test_the_proxy_runs_on_uvloop() -> None:
             await backend.stop()
 
     assert uvloop.run(main()) == [200] * 5 + [3_000_000]
+
+
+async def test_a_target_killed_under_load_costs_no_request() -> None:
+    """Two backend processes, eight clients in a loop; one backend is SIGKILLed mid-load:
+    requests in flight on it are replayed (GET), new ones find the other (connect refused,
+    passive detection). Every answer is a 200."""
+    ports = [free_port(), free_port()]
+    script = str(Path(__file__).parent / "lb_backends.py")
+    procs = [subprocess.Popen([sys.executable, script, f"b{i}", str(p)])
+             for i, p in enumerate(ports)]
+    statuses: list[int] = []
+    log = Entries()
+    try:
+        async with balancer(group("web", *ports), observers=[log]) as (_, url), client() as c:
+            for p in ports:
+                await until_up(c, f"http://127.0.0.1:{p}/")
+            stop = asyncio.Event()
+
+            async def shopper() -> None:
+                while not stop.is_set():
+                    statuses.append((await c.get(f"{url}/slow?s=0.02")).status_code)
+
+            shoppers = [asyncio.create_task(shopper()) for _ in range(8)]
+            await until(lambda: len(statuses) >= 40, "load before the kill", 30)
+            procs[0].kill()
+            procs[0].wait(10)
+            killed_at = len(statuses)
+            await until(lambda: len(statuses) >= killed_at + 80, "load after the kill", 30)
+            stop.set()
+            await asyncio.gather(*shoppers)
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait(10)
+    assert statuses and set(statuses) == {200}, [s for s in statuses if s != 200]
+    retried = [e for e in log.entries if len(e.targets_tried) > 1]
+    assert retried, "the kill met no request in flight"  # the test did test something
