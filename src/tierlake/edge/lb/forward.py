@@ -252,7 +252,6 @@ class Exchange:
         return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
-
 class Attempt:
     """One try of a request on one target connection; relays the answer as it arrives.
 

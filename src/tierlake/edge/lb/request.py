@@ -80,7 +80,6 @@ class ListenerContext:
                 log.exception("lb.observer_failed", observer=type(observer).__name__)
 
 
-
 class Request:
     """A request from the client: its head, its body as it arrives, and its log entry."""
 
@@ -121,8 +120,9 @@ class Request:
             waiter.set_result(None)
 
 
-
 def new_entry(conn: Downstream, req: Request | None) -> AccessLogEntry:
+    """The access-log entry of a request as it arrives (None: one that could not be read,
+    logged as ALB logs it, ``"- - - -"``); the exchange fills in the rest."""
     ctx = conn.ctx
     if req is None:
         return AccessLogEntry(
@@ -149,7 +149,9 @@ def client_gone(entry: AccessLogEntry) -> None:
 
 
 def answer(conn: Downstream, req: Request, entry: AccessLogEntry, status: int,
-            body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+           body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    """An answer of the balancer itself (fixed response, redirect, error page); the
+    connection stays open unless the request or the balancer's state says otherwise."""
     close = not req.keep_alive or not req.body_done or conn.ctx.draining
     if close:
         req.keep_alive = False
@@ -162,7 +164,7 @@ def answer(conn: Downstream, req: Request, entry: AccessLogEntry, status: int,
 
 
 def answer_error(conn: Downstream, req: Request, entry: AccessLogEntry, status: int,
-                  error_reason: str) -> None:
+                 error_reason: str) -> None:
     answer(conn, req, entry, status, http.error_page(status),
-            [(b"Content-Type", b"text/html")])
+           [(b"Content-Type", b"text/html")])
     entry.error_reason = error_reason
