@@ -29,6 +29,8 @@ REPLAY_LIMIT = 64 * 1024  # a request body up to this is held for a retry
 class Relay(Protocol):
     """The attempt relaying a target's answer to the client."""
 
+    def check_timeout(self, now: float) -> None: ...
+
     def client_gone(self) -> None: ...
 
     def pause_upstream(self) -> None: ...
@@ -71,6 +73,28 @@ class ListenerContext:
     draining: bool = False
     connections: set[Downstream] = field(default_factory=set)
     on_empty: asyncio.Event = field(default_factory=asyncio.Event)
+    in_flight: set[Relay] = field(default_factory=set)  # attempts waiting on a target
+    _ticker: asyncio.TimerHandle | None = None
+
+    def start_ticker(self) -> None:
+        """Check the attempts in flight for the idle timeout a few times per timeout (one
+        timer per listener, not one per request: a silent target is a 504 within 1.25
+        times the timeout)."""
+        loop = asyncio.get_running_loop()
+        period = min(self.idle_timeout / 4, 1.0)
+
+        def tick() -> None:
+            now = loop.time()
+            for attempt in list(self.in_flight):
+                attempt.check_timeout(now)
+            self._ticker = loop.call_later(period, tick)
+
+        self._ticker = loop.call_later(period, tick)
+
+    def stop_ticker(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
 
     def notify(self, entry: AccessLogEntry) -> None:
         for observer in self.observers:
