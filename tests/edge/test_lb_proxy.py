@@ -402,3 +402,10 @@ async def test_a_target_killed_under_load_costs_no_request() -> None:
     assert statuses and set(statuses) == {200}, [s for s in statuses if s != 200]
     retried = [e for e in log.entries if len(e.targets_tried) > 1]
     assert retried, "the kill met no request in flight"  # the test did test something
+
+
+async def test_a_busy_port_is_a_clear_error(app: AppBackend) -> None:
+    lb = LoadBalancer("busy", listeners=[Listener(app.port, [], Forward.to(group("w")))])
+    with pytest.raises(OSError, match="cannot listen on 127.0.0.1:.*choose another port"):
+        await lb.start()
+    await lb.stop()  # stopping what never started (or stopping twice) is harmless
