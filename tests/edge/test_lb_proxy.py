@@ -378,9 +378,11 @@ async def test_a_target_killed_under_load_costs_no_request() -> None:
     statuses: list[int] = []
     log = Entries()
     try:
-        async with balancer(group("web", *ports), observers=[log]) as (_, url), client() as c:
+        tg = group("web", *ports)
+        async with balancer(tg, observers=[log]) as (_, url), client() as c:
             for p in ports:
                 await until_up(c, f"http://127.0.0.1:{p}/")
+            await until(lambda: tg.healthy_count == 2, "both targets healthy", 15)
             stop = asyncio.Event()
 
             async def shopper() -> None:
