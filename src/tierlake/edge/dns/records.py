@@ -119,6 +119,14 @@ class ResourceRecordSet:
                                          origin=dns.name.root, relativize=False)
                      for value in self.resource_records)
 
+    @functools.cached_property
+    def alias_rdatas(self) -> tuple[dns.rdata.Rdata, ...]:
+        """An alias's load-balancer addresses as A or AAAA values (parsed once)."""
+        if self.alias_target is None:
+            return ()
+        return tuple(dns.rdata.from_text(dns.rdataclass.IN, self.type, address)
+                     for address in self.alias_target.addresses)
+
     def problems(self) -> list[str]:
         """Everything wrong with this record set on its own, in Route 53's terms."""
         out: list[str] = []

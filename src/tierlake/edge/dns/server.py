@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import struct
 from collections import Counter
 from dataclasses import dataclass, field
@@ -79,10 +80,13 @@ class DnsServer:
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
+        self._debug = True  # whether the query log is on; read again at start()
 
     async def start(self) -> None:
         """Bind UDP and TCP on one port (with port 0, a port free for both)."""
         loop = asyncio.get_running_loop()
+        # The query log is at DEBUG: asked once, not per query, as it is the hot path.
+        self._debug = log.is_enabled_for(logging.DEBUG)
         attempts = 20 if self.port == 0 else 1
         for attempt in range(attempts):
             transport, _ = await loop.create_datagram_endpoint(
@@ -195,10 +199,11 @@ class DnsServer:
         if truncated:
             self.counters.truncated += 1
         rcode = response.rcode()
-        log.debug("dns.query", transport=transport, client=client,
-                  qname=question.name.to_text(), qtype=qtype, rcode=dns.rcode.to_text(rcode),
-                  answers=sum(len(r) for r in response.answer), truncated=truncated,
-                  size=len(wire_out))
+        if self._debug:
+            log.debug("dns.query", transport=transport, client=client,
+                      qname=question.name.to_text(), qtype=qtype,
+                      rcode=dns.rcode.to_text(rcode), answers=sum(len(r) for r in response.answer),
+                      truncated=truncated, size=len(wire_out))
         return self._count(transport, qtype, rcode, wire_out)
 
     def _count(self, transport: str, qtype: str, rcode: dns.rcode.Rcode, wire: bytes) -> bytes:

@@ -288,8 +288,7 @@ class HostedZone:
                 values: Sequence[dns.rdata.Rdata] = record.rdatas
             elif alias.addresses:
                 ttls.append(self.alias_ttl)
-                values = [dns.rdata.from_text(dns.rdataclass.IN, rtype, a)
-                          for a in alias.addresses]
+                values = record.alias_rdatas
             else:
                 inner = self._values(to_name(alias.dns_name), rtype, depth + 1)
                 if inner is None:
