@@ -24,6 +24,7 @@ import pytest
 from tierlake.edge.dns import (
     AliasTarget,
     Change,
+    DnsPortError,
     DnsServer,
     HostedZone,
     InvalidChangeBatchError,
@@ -385,3 +386,48 @@ async def test_dig_resolves_the_shop(server: DnsServer) -> None:
         out, _ = await proc.communicate()
         assert proc.returncode == 0
         assert sorted(out.decode().split()) == ["127.0.0.1", "127.0.0.2"]
+
+
+async def test_any_answers_every_type_at_the_name(server: DnsServer) -> None:
+    server.zone.change([Change("CREATE", rrs("shop", "A", "127.0.0.1")),
+                        Change("CREATE", rrs("shop", "TXT", '"tierlake"'))])
+    response = await ask(server, f"shop.{ZONE}", "ANY", tcp=True)
+    assert sorted(dns.rdatatype.to_text(r.rdtype) for r in response.answer) == ["A", "TXT"]
+
+
+async def test_a_port_in_use_is_a_clear_error(server: DnsServer) -> None:
+    second = DnsServer(HOST, server.port, HostedZone(ZONE))
+    with pytest.raises(DnsPortError, match=r"cannot listen on 127\.0\.0\.1:\d+/udp .*dns\.port"):
+        await second.start()
+
+
+async def test_stop_closes_open_tcp_connections() -> None:
+    srv = DnsServer(HOST, 0, HostedZone(ZONE))
+    await srv.start()
+    reader, writer = await asyncio.open_connection(HOST, srv.port)
+    try:
+        wire = dns.message.make_query(ZONE, "SOA").to_wire()
+        writer.write(struct.pack("!H", len(wire)) + wire)
+        (length,) = struct.unpack("!H", await reader.readexactly(2))
+        await reader.readexactly(length)
+        await srv.stop()  # the idle connection is closed, not waited out
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+    finally:
+        writer.close()
+    query = dns.message.make_query(ZONE, "SOA")
+    with pytest.raises(OSError):
+        await dns.asyncquery.tcp(query, HOST, port=srv.port, timeout=5)
+
+
+async def test_status_lists_record_sets_with_their_health(server: DnsServer) -> None:
+    healthy = False
+    server.zone.change([Change("CREATE", ResourceRecordSet(
+        f"shop.{ZONE}", "A", set_identifier="alb", failover="PRIMARY",
+        alias_target=AliasTarget("web.elb", True, ("127.0.0.1",), lambda: healthy)))])
+    status = server.status()
+    assert status["listen"] == f"{HOST}:{server.port}"
+    record_sets = status["record_sets"]
+    assert isinstance(record_sets, list)
+    (shop,) = [r for r in record_sets if r["Name"] == f"shop.{ZONE}."]
+    assert (shop["RoutingPolicy"], shop["Failover"], shop["Healthy"]) == ("failover", "PRIMARY",
+                                                                         False)

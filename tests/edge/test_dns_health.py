@@ -156,6 +156,9 @@ async def test_failover_switches_when_the_primary_check_fails_and_back(
     for tcp in (False, True):
         assert await ask(server, f"shop.{ZONE}", tcp=tcp) == ["127.0.0.9"]
     assert check.reason == "Failure: HTTP Status Code 500, Internal Server Error"
+    health = {r.get("SetIdentifier"): r["Healthy"] for r in server.zone.describe()
+              if r["Name"] == f"shop.{ZONE}."}
+    assert health == {"primary": False, "secondary": True}
     report = check.status_report()
     assert report["Status"] == "Unhealthy"
     observations = report["HealthCheckObservations"]

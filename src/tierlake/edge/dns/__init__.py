@@ -8,15 +8,23 @@ TCP. Only loopback is served and the zone is a name under ``.test``: nothing lea
 internet.
 """
 
-from tierlake.edge.dns.errors import InvalidChangeBatchError, InvalidInputError, Route53Error
+from tierlake.edge.dns.errors import (
+    DnsPortError,
+    InvalidChangeBatchError,
+    InvalidInputError,
+    NoSuchHealthCheckError,
+    Route53Error,
+)
 from tierlake.edge.dns.health import HealthCheck, HealthCheckConfig, HealthChecks
 from tierlake.edge.dns.records import AliasTarget, Change, ResourceRecordSet
 from tierlake.edge.dns.server import DnsServer, QueryCounters
-from tierlake.edge.dns.zone import HostedZone
+from tierlake.edge.dns.zone import ChangeInfo, HostedZone
 
 __all__ = [
     "AliasTarget",
     "Change",
+    "ChangeInfo",
+    "DnsPortError",
     "DnsServer",
     "HealthCheck",
     "HealthCheckConfig",
@@ -24,6 +32,7 @@ __all__ = [
     "HostedZone",
     "InvalidChangeBatchError",
     "InvalidInputError",
+    "NoSuchHealthCheckError",
     "QueryCounters",
     "ResourceRecordSet",
     "Route53Error",

@@ -28,3 +28,8 @@ class InvalidChangeBatchError(Route53Error, ValueError):
 
 class NoSuchHealthCheckError(Route53Error, LookupError):
     """No health check has this id; list them with ``HealthChecks.list_health_checks()``."""
+
+
+class DnsPortError(Route53Error, OSError):
+    """The server cannot bind its port (in use, or not allowed); the message says which
+    setting picks another."""

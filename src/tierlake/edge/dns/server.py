@@ -30,6 +30,7 @@ import dns.rdataclass
 import dns.rdatatype
 import structlog
 
+from tierlake.edge.dns.errors import DnsPortError
 from tierlake.edge.dns.zone import Answer, HostedZone
 
 log = structlog.get_logger(__name__)
@@ -89,22 +90,44 @@ class DnsServer:
         self._debug = log.is_enabled_for(logging.DEBUG)
         attempts = 20 if self.port == 0 else 1
         for attempt in range(attempts):
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda: _UdpProtocol(self), local_addr=(self.host, self.port))
+            try:
+                transport, _ = await loop.create_datagram_endpoint(
+                    lambda: _UdpProtocol(self), local_addr=(self.host, self.port))
+            except OSError as exc:
+                raise self._port_error("UDP", self.port, exc) from exc
             port = transport.get_extra_info("sockname")[1]
             try:
                 self._tcp = await asyncio.start_server(self._serve_tcp, self.host, port,
                                                        reuse_address=True)
-            except OSError:
+            except OSError as exc:
                 transport.close()
                 if attempt == attempts - 1:
-                    raise
-                continue
+                    raise self._port_error("TCP", port, exc) from exc
+                continue  # port 0: UDP's free port is taken for TCP; draw another
             self._udp = transport
             self.port = port
             break
         log.info("dns.started", host=self.host, port=self.port,
                  zone=self.zone.origin.to_text())
+
+    def status(self) -> dict[str, object]:
+        """What an operator view shows: where the server listens, the zone's record sets
+        with their health, the health checks' reports, and the query counters."""
+        checks = self.zone.health_checks
+        return {
+            "zone": self.zone.origin.to_text(),
+            "listen": f"{self.host}:{self.port}",
+            "record_sets": self.zone.describe(),
+            "health_checks": ([c.status_report() for c in checks.list_health_checks()]
+                              if checks is not None else []),
+            "queries": self.counters.snapshot(),
+        }
+
+    def _port_error(self, protocol: str, port: int, exc: OSError) -> DnsPortError:
+        return DnsPortError(
+            f"the DNS server cannot listen on {self.host}:{port}/{protocol.lower()} "
+            f"({exc.strerror or exc}); free the port or set another with the dns.port "
+            "setting (TIERLAKE_DNS__PORT; 0 picks a free port)")
 
     async def stop(self) -> None:
         """Stop listening, close open TCP connections, and wait for them."""

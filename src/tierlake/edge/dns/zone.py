@@ -206,6 +206,33 @@ class HostedZone:
     def list_resource_record_sets(self) -> list[ResourceRecordSet]:
         return [self._sets[k] for k in sorted(self._sets, key=str)]
 
+    def describe(self) -> list[dict[str, object]]:
+        """The record sets as ``ListResourceRecordSets`` names their fields, each with its
+        routing policy and whether it counts as healthy now (for status views)."""
+        out: list[dict[str, object]] = []
+        for record in self.list_resource_record_sets():
+            item: dict[str, object] = {"Name": record.dns_name.to_text(), "Type": record.type,
+                                       "RoutingPolicy": record.routing_policy}
+            if record.set_identifier is not None:
+                item["SetIdentifier"] = record.set_identifier
+            if record.weight is not None:
+                item["Weight"] = record.weight
+            if record.failover is not None:
+                item["Failover"] = record.failover
+            if record.health_check_id is not None:
+                item["HealthCheckId"] = record.health_check_id
+            if record.alias_target is not None:
+                item["AliasTarget"] = {
+                    "DNSName": record.alias_target.dns_name,
+                    "EvaluateTargetHealth": record.alias_target.evaluate_target_health,
+                    "Addresses": list(record.alias_target.addresses)}
+            else:
+                item["TTL"] = record.ttl
+                item["ResourceRecords"] = [{"Value": v} for v in record.resource_records]
+            item["Healthy"] = self._healthy(record)
+            out.append(item)
+        return out
+
     # -- answers ---------------------------------------------------------------------
 
     def resolve(self, qname: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> Answer:
