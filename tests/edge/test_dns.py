@@ -20,6 +20,8 @@ import dns.opcode
 import dns.rcode
 import dns.rdatatype
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tierlake.edge.dns import (
     AliasTarget,
@@ -269,6 +271,12 @@ async def test_other_opcodes_are_not_implemented(server: DnsServer, tcp: bool) -
     assert response.rcode() == dns.rcode.NOTIMP
 
 
+async def test_edns_version_above_zero_gets_badvers(server: DnsServer) -> None:
+    response = await ask(server, ZONE, "SOA", use_edns=1)
+    assert response.rcode() == dns.rcode.BADVERS
+    assert (await ask(server, ZONE, "SOA", use_edns=0)).edns == 0
+
+
 async def test_zone_transfer_is_refused(server: DnsServer) -> None:
     response = await ask(server, ZONE, "AXFR", tcp=True)
     assert response.rcode() == dns.rcode.REFUSED
@@ -276,13 +284,17 @@ async def test_zone_transfer_is_refused(server: DnsServer) -> None:
 
 async def test_large_answer_is_truncated_over_udp_then_whole_over_tcp(
         server: DnsServer) -> None:
-    texts = [f'"{"x" * 200} {i}"' for i in range(6)]
+    texts = [f'"{"x" * 200} {i}"' for i in range(5)]  # about 1,100 bytes
     server.zone.change([Change("CREATE", rrs("big", "TXT", *texts))])
     plain = await ask(server, f"big.{ZONE}", "TXT", use_edns=False)
     assert plain.flags & dns.flags.TC
     assert len(plain.to_wire()) <= 512
     edns = await ask(server, f"big.{ZONE}", "TXT", use_edns=0, payload=4096)
-    assert not edns.flags & dns.flags.TC  # the client said it takes 4096 bytes
+    assert not edns.flags & dns.flags.TC  # fits the smaller of 4096 and our 1232 bytes
+    texts.append(f'"{"y" * 200}"')
+    server.zone.change([Change("UPSERT", rrs("big", "TXT", *texts))])
+    edns = await ask(server, f"big.{ZONE}", "TXT", use_edns=0, payload=4096)
+    assert edns.flags & dns.flags.TC  # 1,300 bytes: above our 1232, whatever the client says
     query = dns.message.make_query(f"big.{ZONE}", "TXT", use_edns=False)
     response, used_tcp = await dns.asyncquery.udp_with_fallback(query, HOST, port=server.port,
                                                                 timeout=5)
@@ -431,3 +443,39 @@ async def test_status_lists_record_sets_with_their_health(server: DnsServer) -> 
     (shop,) = [r for r in record_sets if r["Name"] == f"shop.{ZONE}."]
     assert (shop["RoutingPolicy"], shop["Failover"], shop["Healthy"]) == ("failover", "PRIMARY",
                                                                          False)
+
+
+FUZZ_SERVER = DnsServer(HOST, 0, HostedZone(ZONE))  # respond() needs no socket
+
+
+VALID = dns.message.make_query(f"shop.{ZONE}", "A", use_edns=0).to_wire()
+
+
+def _mutated(cuts: list[tuple[int, int]]) -> bytes:
+    wire = bytearray(VALID)
+    for position, value in cuts:
+        wire[position % len(wire)] = value
+    return bytes(wire)
+
+
+PACKETS = st.one_of(
+    st.binary(min_size=12, max_size=80),  # anything with a header
+    st.lists(st.tuples(st.integers(0, 1000), st.integers(0, 255)), min_size=1,
+             max_size=6).map(_mutated),  # a real query with bytes changed
+    st.integers(12, len(VALID)).map(lambda n: VALID[:n]),  # a real query cut short
+)
+
+
+@settings(max_examples=400, derandomize=True, deadline=None)
+@given(wire=PACKETS)
+def test_any_packet_gets_an_answer_with_its_id_or_none(wire: bytes) -> None:
+    """Whatever arrives, the server answers with the packet's id, or drops a response."""
+    answer = FUZZ_SERVER.respond(wire, transport="udp")
+    if wire[2] & 0x80:  # QR: a response, never answered
+        assert answer is None
+        return
+    assert answer is not None
+    assert answer[:2] == wire[:2]
+    assert answer[2] & 0x80
+    assert len(answer) <= 1232
+    dns.message.from_wire(answer)  # and it parses

@@ -174,6 +174,9 @@ class HealthCheck:
                                              "are being blocked by your firewall.")
                 except OSError as exc:
                     success, words = False, _connection_failure(exc)
+                except Exception as exc:  # a bug here must not end the check's task
+                    log.exception("dns.health_check_failed", health_check_id=self.id)
+                    success, words = False, f"Failure: Internal error ({exc!r})."
                 self._record(success, words)
             await asyncio.sleep(max(0.0, self.config.request_interval
                                     - (loop.time() - started)))

@@ -187,7 +187,7 @@ class DnsServer:
                                _bare_response(wire, dns.rcode.NOTIMP))
         try:
             query = dns.message.from_wire(wire)
-        except dns.exception.DNSException:
+        except (dns.exception.DNSException, ValueError, UnicodeError):
             return self._count(transport, "-", dns.rcode.FORMERR,
                                _bare_response(wire, dns.rcode.FORMERR))
         if len(query.question) != 1:
@@ -197,9 +197,9 @@ class DnsServer:
         qtype = dns.rdatatype.to_text(question.rdtype)
         response = dns.message.make_response(query, our_payload=OUR_EDNS_PAYLOAD)
         limit = TCP_MAX
-        if transport == "udp":
-            limit = max(UDP_DEFAULT_PAYLOAD, query.payload if query.edns >= 0 else 0)
-            limit = min(limit, TCP_MAX)
+        if transport == "udp":  # RFC 6891: the smaller of the client's size and ours
+            asked = query.payload if query.edns >= 0 else 0
+            limit = max(UDP_DEFAULT_PAYLOAD, min(asked, OUR_EDNS_PAYLOAD))
         if query.edns > 0:
             response.set_rcode(dns.rcode.BADVERS)
         elif question.rdclass != dns.rdataclass.IN or question.rdtype in (
