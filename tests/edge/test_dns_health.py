@@ -20,6 +20,7 @@ from tierlake.edge.dns import (
     HealthChecks,
     HostedZone,
     InvalidInputError,
+    NoSuchHealthCheckError,
     ResourceRecordSet,
 )
 
@@ -323,6 +324,8 @@ async def test_checks_created_later_run_and_deleted_ones_stop(
     done, sent = check.checks_done, len(endpoint.requests)
     await asyncio.sleep(0.5)  # five intervals: a running check would have sent more
     assert (check.checks_done, len(endpoint.requests)) == (done, sent)
+    with pytest.raises(NoSuchHealthCheckError, match="NoSuchHealthCheck"):
+        checks.get(check.id)
     later = checks.create_health_check(http_check(endpoint.port))  # registry still running
     await until(lambda: later.checks_done >= 1, "a check created later runs")
 

@@ -48,12 +48,14 @@ class AliasTarget:
     """Route 53's ``AliasTarget``: the record answers with another resource's addresses.
 
     ``addresses`` are the resource's own addresses (a load balancer's nodes, one per
-    availability zone), and ``target_health`` says whether it has a healthy target (the
-    lead passes the load balancer's). Without ``addresses``, ``dns_name`` must be a record
-    of the same hosted zone, whose answer the alias returns (Route 53's alias to another
-    record in the hosted zone). With ``evaluate_target_health`` the record counts as
-    healthy only while its target is: for a load balancer, while ``target_health()`` says
-    so; for a record of the zone, while at least one record of that name and type is.
+    availability zone), and ``target_health`` says whether it has a healthy target. It is
+    called on queries, in the server's loop, so it only reads state and never waits.
+    Without ``addresses``, ``dns_name`` must be a record of the same hosted zone, whose
+    answer the alias returns (Route 53's alias to another record in the hosted zone). With
+    ``evaluate_target_health`` the record counts as healthy only while its target is: a
+    load balancer while ``target_health()`` says so, a record of the zone while at least
+    one record of that name and type is healthy
+    (https://docs.aws.amazon.com/Route53/latest/APIReference/API_AliasTarget.html).
     """
 
     dns_name: str

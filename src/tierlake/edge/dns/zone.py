@@ -9,7 +9,9 @@ a question as the authoritative server: REFUSED outside the zone, NXDOMAIN for a
 does not exist (not even as the parent of another), NODATA for a name without that type,
 CNAMEs followed inside the zone, alias records answered with their target's values, and
 the routing policy of the name's record sets choosing the values. The zone is meant to be
-used from one asyncio loop (a change replaces the whole table at once).
+used from one asyncio loop (a change replaces the whole table at once). See
+https://docs.aws.amazon.com/Route53/latest/APIReference/API_ChangeResourceRecordSets.html
+and https://docs.aws.amazon.com/Route53/latest/DeveloperGuide/SOA-NSrecords.html.
 """
 
 from __future__ import annotations
