@@ -431,6 +431,17 @@ async def test_stop_closes_open_tcp_connections() -> None:
         await dns.asyncquery.tcp(query, HOST, port=srv.port, timeout=5)
 
 
+async def test_an_idle_tcp_connection_is_closed_by_the_server() -> None:
+    srv = DnsServer(HOST, 0, HostedZone(ZONE), tcp_idle_seconds=0.2)
+    await srv.start()
+    try:
+        reader, writer = await asyncio.open_connection(HOST, srv.port)
+        assert await asyncio.wait_for(reader.read(), 10) == b""  # closed, nothing sent
+        writer.close()
+    finally:
+        await srv.stop()
+
+
 async def test_status_lists_record_sets_with_their_health(server: DnsServer) -> None:
     healthy = False
     server.zone.change([Change("CREATE", ResourceRecordSet(
