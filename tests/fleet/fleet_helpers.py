@@ -7,9 +7,12 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 
+from tierlake.edge.lb.model import HealthCheckSettings, TargetGroupSettings
+from tierlake.edge.lb.targets import TargetGroup
 from tierlake.fleet.asg import AutoScalingGroup
 from tierlake.fleet.instance import GroupInstance, LifecycleState
 from tierlake.fleet.launch import LaunchTemplate
@@ -54,3 +57,27 @@ async def answers(inst: GroupInstance) -> bool:
         return r.status_code == 200
     except httpx.HTTPError:
         return False
+
+
+INSTANCE_SERVER = str(Path(__file__).with_name("instance_server.py"))
+
+
+def server_template(version: str = "v1", name: str = "app") -> LaunchTemplate:
+    """An instance whose /health can be failed (GET /fail) and whose pages say VERSION."""
+    return LaunchTemplate(name, (sys.executable, INSTANCE_SERVER, "{port}"),
+                          environment={"VERSION": version})
+
+
+def fast_target_group(name: str = "app-tg", drain: float = 0.5) -> TargetGroup:
+    """A target group that decides in fractions of a second."""
+    return TargetGroup(name, TargetGroupSettings(
+        health_check=HealthCheckSettings(path="/health", interval_seconds=0.2,
+                                         timeout_seconds=0.15, healthy_threshold=2,
+                                         unhealthy_threshold=2),
+        deregistration_delay_seconds=drain), seed=7)
+
+
+async def get(host: str, port: int, path: str = "/") -> tuple[int, str]:
+    async with httpx.AsyncClient(trust_env=False) as client:
+        r = await client.get(f"http://{host}:{port}{path}", timeout=2.0)
+    return r.status_code, r.text
