@@ -129,6 +129,7 @@ class AutoScalingGroup:
         self._activities: deque[Activity] = deque(maxlen=max_activities)
         self.lifecycle = LifecycleHooks(name, clock)
         self.cooldown_until = 0.0
+        self.last_scaling_time = 0.0  # when the desired capacity last changed
         self.refresh: InstanceRefresh | None = None
         self.surge = 0  # extra capacity an instance refresh launches before terminating
         self._desired_cause: str | None = None
@@ -249,6 +250,7 @@ class AutoScalingGroup:
             log.info("asg.desired_capacity", group=self.name, old=self.desired_capacity,
                      new=desired)
             self._desired_cause = cause
+            self.last_scaling_time = self.clock()
         self.desired_capacity = desired
         self.wake()
 

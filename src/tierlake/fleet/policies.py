@@ -7,9 +7,12 @@ Each policy is a small class with ``attach()`` / ``detach()`` and ``describe()``
   ``ALBRequestCountPerTarget``) creates its two alarms, as AWS does:
   ``TargetTracking-<group>-AlarmHigh-<uuid>`` (3 of 3 periods above the target) scales out
   fast and proportionally, new capacity = ceil(capacity * metric / target), counting only
-  warmed-up instances; ``TargetTracking-<group>-AlarmLow-<uuid>`` (15 of 15 periods below
-  90% of the target) scales in by one instance at a time, never while an instance warms up
-  or an instance refresh runs, and not at all with ``DisableScaleIn``.
+  warmed-up instances and only a datapoint measured after they were all warm (a stale
+  datapoint from before the last scale-out would scale out twice);
+  ``TargetTracking-<group>-AlarmLow-<uuid>`` (15 of 15 periods below 90% of the target)
+  scales in by one instance at a time, once its whole window was measured after the group's
+  last capacity change, never while an instance warms up or an instance refresh runs, and
+  not at all with ``DisableScaleIn``.
 * :class:`StepScalingPolicy` on a user alarm: step adjustments bounded relative to the
   alarm's threshold, ``ChangeInCapacity`` / ``PercentChangeInCapacity`` /
   ``ExactCapacity``, ``MinAdjustmentMagnitude``, and a cooldown (the group's default unless
@@ -131,22 +134,28 @@ class TargetTrackingPolicy:
                        and not g.warmed_up(i, self.warmup)) for i in g.instances)
 
     def _scale_out(self, alarm: Alarm) -> None:
-        value = alarm.latest_value()
-        if value is None:
-            return
         g = self.group
-        # warming instances do not count yet: the metric does not include them
+        # warming instances do not count yet (their metrics are not the group's), and only a
+        # datapoint measured once every counted instance was warm says what they can carry
         warm = [i for i in g.in_service() if g.warmed_up(i, self.warmup)]
+        ready = max(((i.in_service_time or 0.0) + self.warmup for i in warm), default=0.0)
+        points = [p for p in alarm.last_datapoints if p is not None and p.timestamp >= ready]
+        if not points:
+            return
         base = len(warm) or g.desired_capacity
-        new = math.ceil(base * value / self.target_value)
+        new = math.ceil(base * points[-1].value / self.target_value)
         if new > g.desired_capacity:
             g.scale_by_policy(new, alarm=alarm.name, policy=self.name)
 
     def _scale_in(self, alarm: Alarm) -> None:
-        value = alarm.latest_value()
         g = self.group
-        if value is None or (g.refresh is not None and g.refresh.active) or self._warming():
+        if (g.refresh is not None and g.refresh.active) or self._warming():
             return
+        # the whole window must have been measured at the current capacity
+        points = alarm.last_datapoints
+        if not points or any(p is None or p.timestamp < g.last_scaling_time for p in points):
+            return
+        value = points[-1].value if points[-1] is not None else 0.0
         proposed = math.ceil(g.desired_capacity * value / self.target_value)
         new = max(proposed, g.desired_capacity - 1, g.min_size)  # one instance at a time
         if new < g.desired_capacity:

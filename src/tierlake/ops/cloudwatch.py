@@ -13,9 +13,10 @@ Keeps of Amazon CloudWatch what scaling and the operator view rely on:
   actions only on a change ("Alarms invoke actions only when the alarm changes state. The
   exception is for alarms with Auto Scaling actions").
 
-Memory is bounded: points are kept in one-second buckets (CloudWatch's high-resolution
-storage) for ``retention_seconds`` (default 3 hours); a bucket keeps its exact sum, count,
-minimum and maximum and up to ``samples_per_bucket`` values for percentiles (a uniform
+Memory is bounded: points are kept in buckets of ``resolution_seconds`` (default one
+second, CloudWatch's high-resolution storage; shorter for sub-second periods) for
+``retention_seconds`` (default 3 hours); a bucket keeps its exact sum, count, minimum and
+maximum and up to ``samples_per_bucket`` values for percentiles (a uniform
 reservoir beyond that). Running totals per series outlive the ring, for exposition.
 
 AWS documentation followed: "Amazon CloudWatch concepts" (metrics, dimensions, statistics,
@@ -46,6 +47,7 @@ Clock = Callable[[], float]
 Dimensions = Mapping[str, str]
 _SeriesKey = tuple[str, str, frozenset[tuple[str, str]]]
 _PERCENTILE = re.compile(r"^p(\d{1,2}(?:\.\d+)?|100)$")
+_EPS = 1e-9
 BASIC_STATISTICS = ("Average", "Sum", "SampleCount", "Minimum", "Maximum")
 
 
@@ -120,11 +122,13 @@ class MetricStore:
     """Metrics by namespace, name and dimensions, with statistics per period, and alarms."""
 
     def __init__(self, *, retention_seconds: float = 3 * 3600.0, samples_per_bucket: int = 64,
-                 clock: Clock = time.time, seed: int = 0) -> None:
-        if retention_seconds <= 0 or samples_per_bucket < 1:
-            raise CloudWatchError("retention_seconds must be positive and samples_per_bucket "
-                                  "at least 1")
+                 resolution_seconds: float = 1.0, clock: Clock = time.time,
+                 seed: int = 0) -> None:
+        if retention_seconds <= 0 or samples_per_bucket < 1 or resolution_seconds <= 0:
+            raise CloudWatchError("retention_seconds and resolution_seconds must be positive "
+                                  "and samples_per_bucket at least 1")
         self.retention_seconds = retention_seconds
+        self.resolution = resolution_seconds
         self.samples_per_bucket = samples_per_bucket
         self.clock = clock
         self._rng = random.Random(seed)
@@ -152,7 +156,7 @@ class MetricStore:
         series = self._series.get(key)
         if series is None:
             series = self._series[key] = _Series(namespace, name, dict(dimensions or {}), unit)
-        second = math.floor(ts)
+        second = math.floor(ts / self.resolution + _EPS) * self.resolution
         buckets = series.buckets
         if buckets and buckets[-1].start == second:
             bucket = buckets[-1]
@@ -190,8 +194,11 @@ class MetricStore:
         """The statistic per period in [start, end), oldest first; periods without data are
         left out, as ``GetMetricStatistics`` does. Periods start at ``start`` + k*period."""
         check_statistic(stat)
-        if period <= 0:
-            raise CloudWatchError(f"the period must be positive (got {period})")
+        if period < self.resolution - _EPS:
+            raise CloudWatchError(
+                f"the period ({period} s) is shorter than the store's resolution "
+                f"({self.resolution} s); create the MetricStore with resolution_seconds at "
+                "most the shortest period")
         if end <= start:
             return []
         series = self._series.get(self._key(namespace, name, dimensions))
@@ -199,8 +206,8 @@ class MetricStore:
             return []
         grouped: dict[int, list[_Bucket]] = {}
         for b in series.buckets:
-            if start <= b.start < end:
-                grouped.setdefault(int((b.start - start) // period), []).append(b)
+            if start - _EPS <= b.start < end - _EPS:
+                grouped.setdefault(int((b.start - start) / period + _EPS), []).append(b)
         unit = series.info.unit
         return [Datapoint(start + k * period, _aggregate(bs, stat), sum(b.count for b in bs), unit)
                 for k, bs in sorted(grouped.items())]
