@@ -173,7 +173,7 @@ class AutoScalingGroup:
         inst.lifecycle_state = LifecycleState.TERMINATED
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:  # also ends a loop whose cancellation was lost
             try:
                 self.check_health()
                 self.reconcile()
@@ -182,8 +182,11 @@ class AutoScalingGroup:
             except Exception:  # the loop keeps the group alive whatever one pass hits
                 log.exception("asg.loop_failed", group=self.name)
             self._wake.clear()
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a
+            # cancellation that arrives as the event is set, and stop() would wait forever
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.check_interval)
+                async with asyncio.timeout(self.check_interval):
+                    await self._wake.wait()
 
     def wake(self) -> None:
         self._wake.set()

@@ -14,6 +14,7 @@ lifecycle action" in the EC2 Auto Scaling User Guide.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import time
 import uuid
@@ -120,10 +121,9 @@ class LifecycleHooks:
                 log.info("asg.lifecycle_timeout", group=self.group, hook=action.hook.name,
                          instance=action.instance_id, result=action.hook.default_result)
                 return action.hook.default_result
-            try:
-                return await asyncio.wait_for(asyncio.shield(action.result), remaining)
-            except TimeoutError:
-                continue  # a heartbeat may have moved the deadline
+            with contextlib.suppress(TimeoutError):  # a heartbeat may move the deadline
+                async with asyncio.timeout(remaining):
+                    return await asyncio.shield(action.result)
 
     def _find(self, hook_name: str, instance_id: str, token: str | None) -> LifecycleAction:
         action = self.pending.get((hook_name, instance_id))

@@ -74,7 +74,8 @@ class Process:
         with contextlib.suppress(ProcessLookupError):
             proc.terminate()
         try:
-            await asyncio.wait_for(proc.wait(), grace)
+            async with asyncio.timeout(grace):
+                await proc.wait()
         except TimeoutError:
             log.warning("process.kill", name=self.name, pid=proc.pid)
             with contextlib.suppress(ProcessLookupError):
