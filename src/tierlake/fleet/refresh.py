@@ -55,6 +55,8 @@ class RefreshableGroup(Protocol):
 
     def healthy_in_service(self, warmup: float | None = None) -> list[GroupInstance]: ...
 
+    def warmed_up(self, inst: GroupInstance, warmup: float | None = None) -> bool: ...
+
     def add_surge(self) -> None: ...
 
     def clear_surge(self) -> None: ...
@@ -141,7 +143,10 @@ class InstanceRefresh:
         try:
             while True:
                 old = [i for i in g.instances if i.instance_id in self.to_replace and i.counted]
-                healthy = g.healthy_in_service(self.instance_warmup)
+                # the old instances serve already; a new one counts once warmed up
+                healthy = [i for i in g.healthy_in_service(0.0)
+                           if i.instance_id in self.to_replace
+                           or g.warmed_up(i, self.instance_warmup)]
                 self.percentage_complete = (100 if not self.total else
                                             int(100 * (self.total - len(old)) / self.total))
                 if not old:
