@@ -51,6 +51,8 @@ async def test_target_tracking_scales_out_then_in() -> None:
     evaluator = asyncio.create_task(store.run_alarms(0.2))
     try:
         await until(lambda: group.desired_capacity == 2, what="scaled out on the high alarm")
+        await until(lambda: any("monitor alarm" in a.cause for a in group.activities),
+                    what="the launch the alarm caused")
         out = next(a for a in group.activities if a.description.startswith("Launching")
                    and "monitor alarm" in a.cause)
         assert re.fullmatch(
@@ -66,6 +68,8 @@ async def test_target_tracking_scales_out_then_in() -> None:
         await until(lambda: group.desired_capacity == 1, timeout=20,
                     what="scaled in after 15 low periods")
         assert low.state == AlarmState.ALARM
+        await until(lambda: any(a.description.startswith("Terminating")
+                                for a in group.activities), what="the scale-in activity")
         scale_in = next(a for a in group.activities if a.description.startswith("Terminating"))
         assert f"a monitor alarm {low.name} in state ALARM triggered policy app-cpu changing " \
                "the desired capacity from 2 to 1." in scale_in.cause
