@@ -142,4 +142,7 @@ class Instance:
                                  f"{self.tier.health_path} within {timeout:.0f} s")
 
     async def stop(self, grace: float = 10.0) -> None:
+        if not self.alive():
+            return
         await self.process.stop(grace)
+        log.info("instance.stopped", tier=self.tier.name, pid=self.pid)
