@@ -172,3 +172,36 @@ def test_adjustment_types_and_min_adjustment_magnitude() -> None:
     with pytest.raises(AutoScalingError, match="MinAdjustmentMagnitude goes only with"):
         StepScalingPolicy(group, "bad", adjustment_type="ChangeInCapacity",
                           step_adjustments=[StepAdjustment(1)], min_adjustment_magnitude=2)
+
+
+async def test_target_tracking_scales_in_one_at_a_time_and_never_during_a_refresh() -> None:
+    clock = Clock()
+    store = MetricStore(clock=clock)
+    group = AutoScalingGroup("app", template(), min_size=1, max_size=4, desired_capacity=3,
+                             metrics=store, clock=clock, check_interval=0.05)
+    policy = TargetTrackingPolicy(group, "app-cpu", "ASGAverageCPUUtilization", 50.0, period=60)
+    policy.attach()
+    low = policy.alarms[1]
+
+    async def low_window(start: float) -> None:
+        """Fifteen periods of 5% CPU from ``start``, then evaluate at their end."""
+        for k in range(15):
+            store.put("AWS/EC2", "CPUUtilization", 5.0,
+                      dimensions={"AutoScalingGroupName": "app"}, timestamp=start + k * 60 + 1)
+        clock.t = start + 15 * 60
+        await store.evaluate_alarms()
+
+    await low_window(T0)
+    assert low.state == AlarmState.ALARM
+    assert group.desired_capacity == 2  # 3 * 5 / 50 rounds to 1, but in by one at a time
+    await store.evaluate_alarms()  # same window again: measured before the last change
+    assert group.desired_capacity == 2
+    refresh = group.start_instance_refresh(min_healthy_percentage=50)
+    try:
+        await low_window(T0 + 15 * 60)
+        assert low.state == AlarmState.ALARM and group.desired_capacity == 2
+    finally:
+        await group.cancel_instance_refresh()
+    assert refresh.done
+    await store.evaluate_alarms()
+    assert group.desired_capacity == 1
