@@ -116,9 +116,10 @@ class DayLayout(DeliveryLayout):
             raise ValueError(f"not a delivered access-log file: {relative!r}")
         return (f"{year}/{month}/{day}", m["end"], name)
 
-    def since(self, watermark: str, late_hours: int) -> str:
+    def since(self, watermark: str, late_hours: int) -> tuple[Any, ...]:
         end = datetime.strptime(self.key(watermark)[1], "%Y%m%dT%H%MZ").replace(tzinfo=UTC)
-        return f"{end - timedelta(hours=late_hours):%Y/%m/%d}"
+        start = end - timedelta(hours=late_hours)
+        return (f"{start:%Y/%m/%d}", f"{start:%Y%m%dT%H%MZ}")
 
     def list_periods(self, directory: Path, since: str | None) -> list[str]:
         days: set[str] = set()

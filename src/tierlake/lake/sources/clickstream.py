@@ -77,9 +77,9 @@ class HourLayout(DeliveryLayout):
     def key(self, relative: str) -> tuple[Any, ...]:
         return delivery_key(relative)
 
-    def since(self, watermark: str, late_hours: int) -> str:
+    def since(self, watermark: str, late_hours: int) -> tuple[Any, ...]:
         start = partition_start(delivery_key(watermark)[0])
-        return partition_of(start - timedelta(hours=late_hours))
+        return (partition_of(start - timedelta(hours=late_hours)),)
 
     def list_periods(self, directory: Path, since: str | None) -> list[str]:
         return list_partitions(directory, since=since)

@@ -8,13 +8,14 @@ A :class:`DeliveryLayout` says how a producer names its files: their *period* fo
 (clickstream hours, ALB days), the delivery order of a file (:meth:`~DeliveryLayout.key`,
 its period first) and how to list them. Each commit carries, in its metadata, the source's
 state (:class:`Ingested`): the *watermark*, the newest file ingested, and the names of the
-files ingested in the *late window*, the ``late_hours`` hours before the watermark's period
-and after. A run lists only the periods from the window's first one on (older ones are not
-descended into) and loads the files listed that the window does not name, so a file that
-appears late in an older period is still loaded, once, provided it appears within
-``late_hours`` of the newest file. The state changes atomically with the rows (one commit):
-a run killed before a commit loaded nothing of that chunk, and the next run loads those
-files, once. A lake written before the state existed is read once the old way (the
+files ingested in the *late window*, from ``late_hours`` hours before the watermark on (the
+layout says where exactly: the clickstream's window begins at an hour partition, the access
+logs' at an end time). A run lists only the periods from the window's first one on (older
+ones are not descended into) and loads the files listed from the window's beginning on that
+the window does not name, so a file that appears late is still loaded, once, provided it
+sorts within ``late_hours`` of the newest file. The state changes atomically with the rows
+(one commit): a run killed before a commit loaded nothing of that chunk, and the next run
+loads those files, once. A lake written before the state existed is read once the old way (the
 distinct ``_source_file`` of the table). Hidden temporary files (a delivery in progress) are
 never read: layouts list delivered names only.
 
@@ -62,8 +63,10 @@ class DeliveryLayout(ABC):
         first item is its period, a string that sorts in time."""
 
     @abstractmethod
-    def since(self, watermark: str, late_hours: int) -> str:
-        """The first period a run lists when ``watermark`` is the newest file loaded."""
+    def since(self, watermark: str, late_hours: int) -> tuple[Any, ...]:
+        """Where the late window begins when ``watermark`` is the newest file loaded: a
+        prefix of a :meth:`key`, its first item the first period a run lists; files that
+        sort before it are taken as loaded."""
 
     @abstractmethod
     def list_periods(self, directory: Path, since: str | None) -> list[str]:
@@ -86,8 +89,8 @@ class Ingested:
     list_all: bool = False  # rebuilt from a lake without the state: list every period once
 
     @property
-    def since(self) -> str | None:
-        """The first period a run lists (None: every one)."""
+    def since(self) -> tuple[Any, ...] | None:
+        """Where the window begins (None: every file is listed)."""
         if self.watermark is None or self.list_all:
             return None
         return self.layout.since(self.watermark, self.late_hours)
@@ -96,8 +99,8 @@ class Ingested:
         """Record ``files`` as loaded; names before the (moved) window are dropped."""
         self.watermark = max([*files, *([self.watermark] if self.watermark else [])],
                              key=self.layout.key)
-        since = self.since or ""
-        self.window = {f for f in self.window | set(files) if self.layout.key(f)[0] >= since}
+        since = self.since or ()
+        self.window = {f for f in self.window | set(files) if self.layout.key(f) >= since}
 
     def copy(self) -> Ingested:
         return Ingested(self.layout, self.watermark, set(self.window), self.late_hours)
@@ -215,14 +218,17 @@ class DeliveredFilesSource(Source):
         return [info]
 
     def _new_files(self, state: Ingested) -> list[Path]:
-        """Files delivered from the window's first period on that the window does not name."""
+        """Files delivered from the window's beginning on that the window does not name."""
         self.listing = Listing()
+        since = state.since
         new = []
-        for period in self.layout.list_periods(self.directory, state.since):
+        for period in self.layout.list_periods(self.directory, since[0] if since else None):
             self.listing.partitions += 1
             files = self.layout.list_files(self.directory, period)
             self.listing.files += len(files)
-            new += [p for p in files if self.relative(p) not in state.window
+            new += [p for p in files
+                    if (name := self.relative(p)) not in state.window
+                    and (since is None or self.layout.key(name) >= since)
                     and p.stat().st_size > 0]
         return new
 
