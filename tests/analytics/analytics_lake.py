@@ -144,6 +144,13 @@ def _request(rng: random.Random, at: float, lb: str, i: int) -> AccessLogEntry:
 def build_access_logs(logs_dir: Path, lake: TierLake, seed: int = 5) -> list[str]:
     """Two balancers' access logs over a few minutes (seeded), loaded into ``lake``; its
     access-log table's files."""
+    write_access_logs(logs_dir, seed)
+    run_sources([AccessLogsSource(logs_dir)], lake)
+    return lake.files("raw", ACCESS_LOGS)
+
+
+def write_access_logs(logs_dir: Path, seed: int = 5) -> None:
+    """Two balancers' access logs over a few minutes, one file a minute (seeded)."""
     rng = random.Random(seed)
     start = datetime(2026, 3, 20, 14, 58, tzinfo=UTC).timestamp()
     for lb in ("web-alb", "app-alb"):
@@ -154,8 +161,6 @@ def build_access_logs(logs_dir: Path, lake: TierLake, seed: int = 5) -> list[str
                 writer.request_done(_request(rng, end - 60 + rng.uniform(0, 59.9), lb,
                                              1000 * minute + i))
             writer.close()
-    run_sources([AccessLogsSource(logs_dir)], lake)
-    return lake.files("raw", ACCESS_LOGS)
 
 
 @dataclass
@@ -182,7 +187,8 @@ def build_logged_lake(root: Path) -> LoggedLake:
 
     db.write(fill_carts)
     lake = TierLake(str(root / "lake"))
-    extract(db.url, lake, events_dir=root / "events")
+    write_access_logs(root / "lb-logs", seed=11)
+    extract(db.url, lake, events_dir=root / "events", access_logs_dir=root / "lb-logs")
 
     def change(s):  # type: ignore[no-untyped-def]
         for order in s.scalars(select(schema.Order).where(schema.Order.id % 9 == 0)):
@@ -199,6 +205,6 @@ def build_logged_lake(root: Path) -> LoggedLake:
 
     db.write(change)
     info = extract(db.url, lake, ExtractConfig(compact_ratio=1e9),
-                   events_dir=root / "events")
+                   events_dir=root / "events", access_logs_dir=root / "lb-logs")
     changed = tuple(t.table for t in info.tables if t.pending)
     return LoggedLake(db, lake, changed)
