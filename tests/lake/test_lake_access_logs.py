@@ -91,7 +91,7 @@ def test_files_are_loaded_once_across_runs_temp_files_never(tmp_path: Path,
     assert ingest(logs, lake) == 0
     rows = assert_each_line_once(logs, lake)
     assert rows.num_rows == 14
-    assert lake.table("raw", TABLE).metadata().partition_columns == ["dt"]
+    assert lake.table("raw", TABLE).metadata().partition_columns == ["month"]
     assert set(rows["dt"].to_pylist()) == {"2026-11-30"}
     assert set(rows["load_balancer"].to_pylist()) == {"web-alb"}
     assert set(rows["target_group"].to_pylist()) == {"web-tg"}

@@ -146,6 +146,9 @@ class DayLayout(DeliveryLayout):
                 continue
         return sorted(found, key=lambda p: (p.name.split("_")[4], p.name))
 
+    def month(self, period: str) -> str:
+        return period[:7].replace("/", "-")  # YYYY/MM/DD
+
 
 def _region_dirs(directory: Path) -> list[Path]:
     root = Path(directory) / "AWSLogs"
@@ -175,7 +178,6 @@ class AccessLogsSource(DeliveredFilesSource):
     app_id = APP_ID
     watermark_key = WATERMARK_KEY
     window_key = WINDOW_KEY
-    partition_by = ["dt"]
 
     def __init__(self, logs_dir: Path, *, late_hours: int = LATE_HOURS,
                  chunk_bytes: int = CHUNK_BYTES) -> None:

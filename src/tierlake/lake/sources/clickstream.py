@@ -87,6 +87,9 @@ class HourLayout(DeliveryLayout):
     def list_files(self, directory: Path, period: str) -> list[Path]:
         return list_partition(directory, period)
 
+    def month(self, period: str) -> str:
+        return period[3:10]  # dt=YYYY-MM-DD/hour=HH
+
 
 class ClickstreamSource(DeliveredFilesSource):
     """Delivered clickstream files under ``events_dir``."""
@@ -97,7 +100,6 @@ class ClickstreamSource(DeliveredFilesSource):
     app_id = APP_ID
     watermark_key = WATERMARK_KEY
     window_key = WINDOW_KEY
-    partition_by = ["dt"]
 
     def __init__(self, events_dir: Path, *, batch_rows: int = 100_000,
                  late_hours: int = LATE_HOURS, chunk_bytes: int = CHUNK_BYTES) -> None:

@@ -51,6 +51,8 @@ from tierlake.lake.store import Lake
 log = structlog.get_logger(__name__)
 
 CHUNK_BYTES = 32 << 20  # delivered bytes parsed and committed together
+MONTH = "month"  # the partition column of a new table: the delivery month, YYYY-MM
+COMPACT_FILES = 64  # the open month is compacted when it holds more files than this
 HISTORY_SEARCH = 50  # commits searched back for the state (others' commits: vacuum, erasure)
 
 
@@ -75,6 +77,10 @@ class DeliveryLayout(ABC):
     @abstractmethod
     def list_files(self, directory: Path, period: str) -> list[Path]:
         """The delivered files of one period, in delivery order (temporary files skipped)."""
+
+    @abstractmethod
+    def month(self, period: str) -> str:
+        """The month ``YYYY-MM`` a period belongs to (the table's partition)."""
 
 
 @dataclass
@@ -124,7 +130,7 @@ class DeliveredFilesSource(Source):
     app_id: str  # the Delta app transaction of the source
     watermark_key: str  # commit-metadata keys of the state
     window_key: str
-    partition_by: list[str]
+    partition_by = [MONTH]  # a new table's; one written before keeps its own (``dt``)
 
     def __init__(self, directory: Path, layout: DeliveryLayout, *, late_hours: int,
                  chunk_bytes: int = CHUNK_BYTES) -> None:
@@ -138,8 +144,9 @@ class DeliveredFilesSource(Source):
 
     @abstractmethod
     def read_chunk(self, files: list[Path]) -> pa.Table:
-        """The rows of ``files``, parsed in one go, with ``_source_file`` and the partition
-        columns; an unreadable file raises :class:`SourceError` naming it."""
+        """The rows of ``files``, parsed in one go, with ``_source_file`` and ``dt`` (the
+        delivery date, ``YYYY-MM-DD``); an unreadable file raises :class:`SourceError`
+        naming it."""
 
     def list_tables(self) -> list[str]:
         return [self.table_name]
@@ -186,16 +193,20 @@ class DeliveredFilesSource(Source):
             # opened once: loading a Delta snapshot costs with the table's files, the one
             # cost of a run that grows with the history
             table = lake.table("raw", self.raw_table)
+            partition_by = (list(table.metadata().partition_columns) if table is not None
+                            else self.partition_by)
             state = self.ingested(lake, table)
             new = self._new_files(state)
             for chunk in _chunks(new, self.chunk_bytes):
                 count = (table.transaction_version(self.app_id) or 0) if table is not None else 0
                 rows = self.read_chunk(chunk)
+                if MONTH in partition_by:
+                    rows = rows.append_column(MONTH, pc.utf8_slice_codeunits(rows["dt"], 0, 7))
                 self.listing.read += len(chunk)
                 after = state.copy()
                 after.add([self.relative(p) for p in chunk])
                 info.raw_version = lake.write(
-                    "raw", self.raw_table, rows, mode="append", partition_by=self.partition_by,
+                    "raw", self.raw_table, rows, mode="append", partition_by=partition_by,
                     metadata={"tierlake.batch": run_id, "tierlake.files": str(len(chunk)),
                               **self.state_metadata(after)},
                     watermark=(self.app_id, count + 1), table=table)
@@ -204,6 +215,8 @@ class DeliveredFilesSource(Source):
                 info.files += len(chunk)
                 info.rows += rows.num_rows
                 progress.advance(self.name, rows.num_rows)
+            if info.files and table is not None and MONTH in partition_by:
+                self._compact(lake, table, state)
         except LakeUnavailableError:  # transient: the run stops, as the database source's
             if info.files:
                 log.warning(f"{self.name}.partly_committed", files=info.files, rows=info.rows,
@@ -216,6 +229,28 @@ class DeliveredFilesSource(Source):
         info.seconds = time.perf_counter() - began
         progress.finish(self.name)
         return [info]
+
+    def _compact(self, lake: Lake, table: DeltaTable, state: Ingested) -> None:
+        """Keep the table's active files few, so a run's cost (delta-rs loads every active
+        file's entry with the snapshot) does not grow with the history: each month the late
+        window has left is compacted to one file (or a few of the target size); the open
+        month when it holds more than ``COMPACT_FILES`` files. Months compacted before are
+        left alone (one file each): the check costs a look at the snapshot's file list."""
+        since = state.since
+        open_month = self.layout.month(since[0]) if since else ""
+        files = table.get_add_actions(flatten=True).column(f"partition.{MONTH}").to_pylist()
+        per_month: dict[str, int] = {}
+        for month in files:
+            per_month[month] = per_month.get(month, 0) + 1
+        due = [m for m, n in sorted(per_month.items())
+               if (n > 1 and m < open_month) or n > COMPACT_FILES]
+        for month in due:
+            began = time.perf_counter()
+            with lake.translate_errors("compact", lake.uri("raw", self.raw_table)):
+                done = table.optimize.compact(partition_filters=[(MONTH, "=", month)])
+            log.info(f"{self.name}.compacted", month=month, files=per_month[month],
+                     removed=done.get("numFilesRemoved"), added=done.get("numFilesAdded"),
+                     seconds=round(time.perf_counter() - began, 3))
 
     def _new_files(self, state: Ingested) -> list[Path]:
         """Files delivered from the window's beginning on that the window does not name."""
