@@ -28,7 +28,8 @@ Columns: the ALB fields under Athena's column names (``alb_access_logs``), typed
 
 plus, for the jobs, ``load_balancer`` (the name in ``elb``, ``app/<name>/<id>``) and
 ``target_group`` (the name in ``target_group_arn``), and ``_source_file`` (the path under
-the logs directory) and ``dt`` (the delivery date ``YYYY-MM-DD``, the partition column).
+the logs directory), ``dt`` (the delivery date ``YYYY-MM-DD``) and ``month`` (its
+``YYYY-MM``, the partition column; closed months are compacted to one file).
 A line with another number of fields is refused with the file named.
 """
 

@@ -13,9 +13,12 @@ stamp; the window covers a web instance's clock running behind).
 A chunk's files are parsed together (their bytes joined, one ``pyarrow.json`` parse, no
 per-line Python). Events are parsed with the schema of :class:`~tierlake.events.ClickEvent`:
 ``ts`` becomes ``timestamp[us, UTC]``, ids and ``status`` ``int64``, the rest strings;
-unknown fields are ignored. Rows gain ``_source_file`` (the path under the events directory)
-and ``dt`` (the delivery date from the path, the partition column; the event time is
-``ts``). The commit advances the app transaction ``tierlake.clickstream``.
+unknown fields are ignored. Rows gain ``_source_file`` (the path under the events directory),
+``dt`` (the delivery date from the path; the event time is ``ts``) and ``month`` (``dt``'s
+``YYYY-MM``, the partition column: closed months are compacted to one file, see
+:mod:`.delivered`). A table written before the month partition stays partitioned by ``dt``
+and is appended to as it is. The commit advances the app transaction
+``tierlake.clickstream``.
 """
 
 from __future__ import annotations

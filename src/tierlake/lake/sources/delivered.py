@@ -26,6 +26,20 @@ A run that fails after some chunks reports the rows and files it committed (they
 next run goes on after them). The commit also advances the source's app transaction, so two
 extracts running at once cannot both commit the same files. One extract at a time is the
 assumption.
+
+A run's cost must not grow with the history, and what grew was delta-rs loading the table's
+snapshot, about 25 µs per active file (a table partitioned by day holds a file per day at
+least). So a new table is partitioned by ``month`` (the delivery month), and after its
+commits a run compacts (``optimize.compact``) each month the late window has left that holds
+more than one file, and the open month once it holds more than ``COMPACT_FILES``: a year of
+history is 12 files plus the open month's. The other growth is the log: loading the snapshot
+replays every commit since the last checkpoint (delta-rs checkpoints every 100), so a run
+writes a checkpoint after a compaction and every ``CHECKPOINT_EVERY`` commits. Nothing is
+rewritten twice: a closed month, once compacted, is never written again (files delivered
+later than the window are not loaded). A table written before (partitioned by ``dt``) keeps
+its layout: it is appended to and checkpointed, not compacted. To move it to months, remove
+the table's folder and run the extract: every delivered file still in the directory is
+loaded again, once, into a table partitioned by month.
 """
 
 from __future__ import annotations
@@ -53,6 +67,7 @@ log = structlog.get_logger(__name__)
 CHUNK_BYTES = 32 << 20  # delivered bytes parsed and committed together
 MONTH = "month"  # the partition column of a new table: the delivery month, YYYY-MM
 COMPACT_FILES = 64  # the open month is compacted when it holds more files than this
+CHECKPOINT_EVERY = 10  # commits between log checkpoints (Delta's default; delta-rs's is 100)
 HISTORY_SEARCH = 50  # commits searched back for the state (others' commits: vacuum, erasure)
 
 
@@ -193,6 +208,7 @@ class DeliveredFilesSource(Source):
             # opened once: loading a Delta snapshot costs with the table's files, the one
             # cost of a run that grows with the history
             table = lake.table("raw", self.raw_table)
+            opened = table.version() if table is not None else -1
             partition_by = (list(table.metadata().partition_columns) if table is not None
                             else self.partition_by)
             state = self.ingested(lake, table)
@@ -215,8 +231,14 @@ class DeliveredFilesSource(Source):
                 info.files += len(chunk)
                 info.rows += rows.num_rows
                 progress.advance(self.name, rows.num_rows)
-            if info.files and table is not None and MONTH in partition_by:
-                self._compact(lake, table, state)
+            if info.files and table is not None:
+                compacted = MONTH in partition_by and self._compact(lake, table, state)
+                if compacted or table.version() // CHECKPOINT_EVERY > opened // CHECKPOINT_EVERY:
+                    # loading the snapshot replays the commits since the last checkpoint:
+                    # ~0.5 ms each, so without one every CHECKPOINT_EVERY commits a run's cost
+                    # would grow with the number of runs before it
+                    with lake.translate_errors("checkpoint", lake.uri("raw", self.raw_table)):
+                        table.create_checkpoint()
         except LakeUnavailableError:  # transient: the run stops, as the database source's
             if info.files:
                 log.warning(f"{self.name}.partly_committed", files=info.files, rows=info.rows,
@@ -230,7 +252,7 @@ class DeliveredFilesSource(Source):
         progress.finish(self.name)
         return [info]
 
-    def _compact(self, lake: Lake, table: DeltaTable, state: Ingested) -> None:
+    def _compact(self, lake: Lake, table: DeltaTable, state: Ingested) -> bool:
         """Keep the table's active files few, so a run's cost (delta-rs loads every active
         file's entry with the snapshot) does not grow with the history: each month the late
         window has left is compacted to one file (or a few of the target size); the open
@@ -251,6 +273,7 @@ class DeliveredFilesSource(Source):
             log.info(f"{self.name}.compacted", month=month, files=per_month[month],
                      removed=done.get("numFilesRemoved"), added=done.get("numFilesAdded"),
                      seconds=round(time.perf_counter() - began, 3))
+        return bool(due)
 
     def _new_files(self, state: Ingested) -> list[Path]:
         """Files delivered from the window's beginning on that the window does not name."""
