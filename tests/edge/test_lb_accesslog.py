@@ -249,3 +249,38 @@ def test_bad_names_are_refused_with_the_rule() -> None:
         AccessLogWriter(Path("/tmp"), "web_alb")
     with pytest.raises(ValueError, match="rotate_seconds"):
         AccessLogWriter(Path("/tmp"), "web-alb", rotate_seconds=0)
+
+
+@pytest.mark.timeout(30)
+def test_a_malformed_entry_is_dropped_and_counted_not_raised(tmp_path: Path) -> None:
+    writer = AccessLogWriter(tmp_path, "web-alb")
+    writer.request_done(entry(0, client=None))  # a balancer bug must not break the request
+    writer.request_done(entry(1))
+    writer.close()
+    assert writer.dropped_lines == 1
+    (path,) = writer.delivered
+    assert gzip.decompress(path.read_bytes()).decode() == format_entry(entry(1)) + "\n"
+
+
+@pytest.mark.timeout(60)
+def test_requests_from_many_threads_each_land_once(tmp_path: Path) -> None:
+    """The balancer's loop and other threads report at once while files rotate."""
+    import threading
+
+    writer = AccessLogWriter(tmp_path, "web-alb", rotate_seconds=0.05)
+
+    def report(base: int) -> None:
+        for i in range(300):
+            writer.request_done(entry(base + i))
+
+    threads = [threading.Thread(target=report, args=(k * 1000,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    writer.close()
+    lines = [x for p in writer.delivered
+             for x in gzip.decompress(p.read_bytes()).decode().splitlines()]
+    assert writer.dropped_lines == 0
+    assert sorted(lines) == sorted(format_entry(entry(k * 1000 + i))
+                                   for k in range(4) for i in range(300))

@@ -186,15 +186,19 @@ class AccessLogWriter:
         """Queue the request's line; never blocks on the disk, never raises."""
         try:
             line = format_entry(entry, account_id=self.account_id, region=self.region)
-        except Exception:  # a malformed entry must not break the request
+        except Exception:  # a malformed entry must not break the request (logged)
             log.exception("lb.access_log_bad_entry", elb=self.elb_name)
-            self.dropped_lines += 1
+            self._drop(1)
             return
         with self._lock:
             if self._closed or len(self._pending) >= self.max_pending_lines:
                 self.dropped_lines += 1
                 return
             self._pending.append(line)
+
+    def _drop(self, lines: int) -> None:
+        with self._lock:  # counted from the balancer's thread and the writer's
+            self.dropped_lines += lines
 
     def close(self) -> None:
         """Write what is queued and deliver the last file (blocks until done)."""
@@ -233,7 +237,7 @@ class AccessLogWriter:
                 if current is not None:
                     current = self._write(current, lines)
                 else:
-                    self.dropped_lines += len(lines)
+                    self._drop(len(lines))
             if closing or time.monotonic() - began >= self.rotate_seconds:
                 if current is not None:
                     self._deliver(current)
@@ -280,7 +284,7 @@ class AccessLogWriter:
 
     def _fail(self, file: _OpenFile, exc: OSError, unwritten: int) -> None:
         lost = file.lines + unwritten
-        self.dropped_lines += lost
+        self._drop(lost)
         log.error("lb.access_log_write_failed", elb=self.elb_name, path=str(file.tmp),
                   error=str(exc), dropped_lines=lost)
         with suppress(OSError):
