@@ -3,11 +3,14 @@
 Until the jobs run on the real lake, :func:`build_lake` seeds a store and exports each
 table the way the extract's ``current`` zone holds it (exactly the rows and columns, minus
 ``customers.password_hash``; timestamps ``timestamp[us, UTC]``), and the clickstream
-JSON-lines files (``ts`` as a timestamp, plus ``dt`` and ``_source_file``).
+JSON-lines files (``ts`` as a timestamp, plus ``dt`` and ``_source_file``). The load
+balancers' access logs are made by the real writer from seeded requests and loaded by the
+real source (:func:`build_access_logs`).
 """
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,9 +22,14 @@ from sqlalchemy import Boolean, Integer, select
 
 from tierlake.data import migrate, schema
 from tierlake.data.db import Database
+from tierlake.edge.lb.accesslog import AccessLogWriter
+from tierlake.edge.lb.model import AccessLogEntry
 from tierlake.events import ClickEvent, list_delivered
 from tierlake.lake import ExtractConfig, extract
 from tierlake.lake import Lake as TierLake
+from tierlake.lake.extract import run_sources
+from tierlake.lake.sources.accesslogs import TABLE as ACCESS_LOGS
+from tierlake.lake.sources.accesslogs import AccessLogsSource
 from tierlake.seed import seed_store
 
 NOW = datetime(2026, 3, 20, 15, 45, tzinfo=UTC)
@@ -104,7 +112,55 @@ def build_lake(root: Path) -> Lake:
     files = {name: _export_table(db, name, root / "lake", 2 if name == "orders" else 1)
              for name in LAKE_TABLES}
     files["clickstream"] = _export_clicks(root / "events", root / "lake")
+    files["lb_access_logs"] = build_access_logs(root / "lb-logs", TierLake(str(root / "lb")))
     return Lake(db, root / "events", files)
+
+
+def _request(rng: random.Random, at: float, lb: str, i: int) -> AccessLogEntry:
+    """One request as the balancer reports it: forwarded (200, some 404 and 500), answered
+    by the balancer with no target (503), or failed at the target's connection (502)."""
+    kind = rng.choices(["ok", "404", "500", "503", "502"], [80, 6, 4, 6, 4])[0]
+    group = "-" if kind == "503" and i % 2 else f"{lb}-tg{i % 2}"
+    target = None if kind == "503" else ("127.0.0.1", 8000 + i % 3)
+    forwarded = kind in ("ok", "404", "500")
+    target_time = rng.randint(1, 400) / 1000 if forwarded else -1.0
+    code = {"ok": 200, "404": 404, "500": 500, "503": 503, "502": 502}[kind]
+    return AccessLogEntry(
+        type="http", time=at, elb=lb, client=("127.0.0.1", 40000 + i), target=target,
+        request_processing_time=rng.randint(0, 3) / 1000 if target else -1.0,
+        target_processing_time=target_time,
+        response_processing_time=rng.randint(0, 2) / 1000 if target else -1.0,
+        elb_status_code=code, target_status_code=code if forwarded else None,
+        received_bytes=rng.randint(80, 400), sent_bytes=rng.randint(0, 9000) if forwarded else 0,
+        request=f"GET http://localhost:8080/p/{i} HTTP/1.1", user_agent="locust",
+        target_group=group, trace_id=f"Root=1-{lb}-{i}", domain_name="localhost",
+        matched_rule_priority="0", request_creation_time=at - 0.01,
+        actions_executed=["forward"],
+        error_reason="TargetConnectionErrorCode" if kind == "502" else "-",
+        targets_tried=[target] if target else [],
+        target_status_codes=[code] if forwarded else [])
+
+
+def build_access_logs(logs_dir: Path, lake: TierLake, seed: int = 5) -> list[str]:
+    """Two balancers' access logs over a few minutes (seeded), loaded into ``lake``; its
+    access-log table's files."""
+    write_access_logs(logs_dir, seed)
+    run_sources([AccessLogsSource(logs_dir)], lake)
+    return lake.files("raw", ACCESS_LOGS)
+
+
+def write_access_logs(logs_dir: Path, seed: int = 5) -> None:
+    """Two balancers' access logs over a few minutes, one file a minute (seeded)."""
+    rng = random.Random(seed)
+    start = datetime(2026, 3, 20, 14, 58, tzinfo=UTC).timestamp()
+    for lb in ("web-alb", "app-alb"):
+        for minute in range(4):  # one delivered file a minute
+            end = start + 60 * (minute + 1)
+            writer = AccessLogWriter(logs_dir, lb, clock=lambda end=end: end)
+            for i in range(rng.randint(40, 120)):
+                writer.request_done(_request(rng, end - 60 + rng.uniform(0, 59.9), lb,
+                                             1000 * minute + i))
+            writer.close()
 
 
 @dataclass
@@ -131,7 +187,8 @@ def build_logged_lake(root: Path) -> LoggedLake:
 
     db.write(fill_carts)
     lake = TierLake(str(root / "lake"))
-    extract(db.url, lake, events_dir=root / "events")
+    write_access_logs(root / "lb-logs", seed=11)
+    extract(db.url, lake, events_dir=root / "events", access_logs_dir=root / "lb-logs")
 
     def change(s):  # type: ignore[no-untyped-def]
         for order in s.scalars(select(schema.Order).where(schema.Order.id % 9 == 0)):
@@ -148,6 +205,6 @@ def build_logged_lake(root: Path) -> LoggedLake:
 
     db.write(change)
     info = extract(db.url, lake, ExtractConfig(compact_ratio=1e9),
-                   events_dir=root / "events")
+                   events_dir=root / "events", access_logs_dir=root / "lb-logs")
     changed = tuple(t.table for t in info.tables if t.pending)
     return LoggedLake(db, lake, changed)

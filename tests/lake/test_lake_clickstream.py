@@ -54,7 +54,7 @@ def test_files_are_ingested_once_temp_files_never(tmp_path: Path, lake: Lake) ->
     assert events.schema.field("customer_id").type == pa.int64()
     late_rows = events.filter(pc.field("_source_file") == late.relative_to(events_dir).as_posix())
     assert late_rows.num_rows == 7 and set(late_rows["dt"].to_pylist()) == {"2025-11-28"}
-    assert lake.table("raw", "clickstream/events").metadata().partition_columns == ["dt"]
+    assert lake.table("raw", "clickstream/events").metadata().partition_columns == ["month"]
 
 
 def test_an_unreadable_file_commits_nothing_and_names_the_file(tmp_path: Path,
@@ -149,3 +149,52 @@ def test_a_run_failing_after_some_chunks_reports_the_rows_it_committed(
     deliver_at(events_dir, at + timedelta(minutes=4), 4, n=4)
     assert ingest(events_dir, lake) == 1  # goes on after the committed files, once
     assert_each_line_once(events_dir, lake)
+
+
+def active_files_per_month(lake: Lake) -> dict[str, int]:
+    months = (lake.table("raw", "clickstream/events").get_add_actions(flatten=True)
+              .column("partition.month").to_pylist())
+    return {m: months.count(m) for m in sorted(set(months))}
+
+
+def test_months_the_late_window_left_are_compacted_to_one_file(tmp_path: Path,
+                                                                lake: Lake) -> None:
+    """A run's cost follows the table's active files: closed months keep one each."""
+    events_dir = tmp_path / "events"
+    start = datetime(2025, 10, 30, 20, tzinfo=UTC)
+    for h in range(12):  # an ingest per hour across the end of October
+        deliver_at(events_dir, start + timedelta(hours=h * 4), h + 1)
+        assert ingest(events_dir, lake) == 1
+    # October closed once the late window (2 hours) left it: compacted; November is open
+    files = active_files_per_month(lake)
+    assert files["2025-10"] == 1 and files["2025-11"] > 1, files
+    assert_each_line_once(events_dir, lake)
+    # the compaction kept the source's state: nothing is loaded twice, new files once
+    assert ingest(events_dir, lake) == 0
+    deliver_at(events_dir, start + timedelta(hours=12 * 4), 99)
+    assert ingest(events_dir, lake) == 1
+    assert_each_line_once(events_dir, lake)
+
+
+def test_a_lake_partitioned_by_day_keeps_its_layout(tmp_path: Path, lake: Lake) -> None:
+    """A table written before the month partition (by ``dt``) is appended to as it is."""
+    events_dir = tmp_path / "events"
+    first = deliver_at(events_dir, datetime(2025, 11, 28, 9, tzinfo=UTC), 1)
+    source = ClickstreamSource(events_dir)
+    rows = source.read_chunk([first])
+    lake.write("raw", "clickstream/events", rows, mode="append", partition_by=["dt"],
+               metadata=source.state_metadata(_state_of(source, first)))
+    deliver_at(events_dir, datetime(2025, 11, 28, 10, tzinfo=UTC), 2)
+    assert ingest(events_dir, lake) == 1
+    table = lake.table("raw", "clickstream/events")
+    assert table.metadata().partition_columns == ["dt"]
+    assert "month" not in table.schema().to_arrow().names
+    assert_each_line_once(events_dir, lake)
+
+
+def _state_of(source: ClickstreamSource, path: Path):  # type: ignore[no-untyped-def]
+    from tierlake.lake.sources.delivered import Ingested
+
+    state = Ingested(source.layout, late_hours=source.late_hours)
+    state.add([source.relative(path)])
+    return state

@@ -177,7 +177,7 @@ def test_progress_bars_and_catalog(db: Database, tmp_path: Path, lake: Lake) -> 
     orders = catalog[("current", "orders")]
     assert orders.rows == 5 and orders.version == 0 and orders.files == 1
     assert orders.metadata == {"tierlake.raw_version": "0"}
-    assert catalog[("raw", "clickstream/events")].partition_columns == ["dt"]
+    assert catalog[("raw", "clickstream/events")].partition_columns == ["month"]
     assert catalog[("raw", "db/orders")].metadata["tierlake.mode"] == "full"
     assert all(Path(f).is_file() for f in lake.files("current", "orders"))
 

@@ -24,6 +24,7 @@ import structlog
 from tierlake.config import ExtractConfig
 from tierlake.lake.erasure import ErasureInfo, erase_deleted
 from tierlake.lake.errors import ExtractError
+from tierlake.lake.sources.accesslogs import AccessLogsSource
 from tierlake.lake.sources.base import NoProgress, Progress, Source, TableExtractInfo
 from tierlake.lake.sources.clickstream import ClickstreamSource
 from tierlake.lake.sources.database import DatabaseSource
@@ -66,14 +67,18 @@ def new_run_id() -> str:
 
 
 def extract(db_url: str, lake: Lake | str, config: ExtractConfig | None = None, *,
-              events_dir: Path | None = None, progress: bool = False) -> ExtractInfo:
-    """Copy what changed in the database (and, with ``events_dir``, new clickstream files)
-    into the lake. ``config``: the ``[extract]`` settings (their defaults when None)."""
+              events_dir: Path | None = None, access_logs_dir: Path | None = None,
+              progress: bool = False) -> ExtractInfo:
+    """Copy what changed in the database (with ``events_dir``, new clickstream files; with
+    ``access_logs_dir``, new load-balancer access-log files) into the lake. ``config``: the
+    ``[extract]`` settings (their defaults when None)."""
     config = config or ExtractConfig()
     lake = lake if isinstance(lake, Lake) else Lake(lake)
     sources: list[Source] = [DatabaseSource(db_url, config)]
     if events_dir is not None:
         sources.append(ClickstreamSource(events_dir, batch_rows=config.batch_rows))
+    if access_logs_dir is not None:
+        sources.append(AccessLogsSource(access_logs_dir))
     try:
         info = run_sources(sources, lake, progress=progress)
     except ExtractError as exc:  # the tables that did commit still get their erasures

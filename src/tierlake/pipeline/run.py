@@ -19,8 +19,11 @@ from tierlake.pipeline.status import record_vacuum, vacuum_due, write_status
 
 log = structlog.get_logger(__name__)
 
-# Lake tables the jobs read: the current view of each store table, and the clickstream.
+# Lake tables the jobs read: the current view of each store table, the clickstream and the
+# load balancers' access logs (jobs' input names -> raw tables).
 CLICKSTREAM = ("raw", "clickstream/events")
+ACCESS_LOGS = ("raw", "lb/access_logs")
+RAW_INPUTS = {"clickstream": CLICKSTREAM, "lb_access_logs": ACCESS_LOGS}
 
 
 @dataclass
@@ -33,17 +36,21 @@ class PipelineInfo:
 
 
 def job_inputs(lake: Any, names: set[str]) -> dict[str, Any]:
-    """What the jobs read: the clickstream's files, and each store table's current files
-    with the changes not merged into them yet (applied by the engine)."""
+    """What the jobs read: the clickstream's and the access logs' files, and each store
+    table's current files with the changes not merged into them yet (applied by the engine).
+    No access logs yet (or none written): an empty table, so the jobs on them give no rows."""
     import pyarrow as pa
 
     from tierlake.analytics.merge_on_read import LoggedTable
     from tierlake.lake import current
+    from tierlake.lake.sources.accesslogs import LAKE_SCHEMA as ACCESS_LOG_SCHEMA
 
     inputs: dict[str, Any] = {}
     for name in sorted(names):
-        if name == "clickstream":
-            inputs[name] = lake.files(*CLICKSTREAM)
+        if name in RAW_INPUTS:
+            inputs[name] = lake.files(*RAW_INPUTS[name])
+            if name == "lb_access_logs" and not inputs[name]:
+                inputs[name] = ACCESS_LOG_SCHEMA.empty_table()
             continue
         snap = current.snapshot(lake, name)
         if snap is None:
@@ -132,6 +139,8 @@ def run_pipeline(settings: Settings, *, engine: str | None = None, master: str |
         if extract:
             info.extract = run_extract(settings.resolved_database_url, lake, settings.extract,
                                        events_dir=settings.resolved_events_dir,
+                                       access_logs_dir=(settings.resolved_access_logs_dir
+                                                        if settings.lb.access_logs else None),
                                        progress=progress)
         if jobs:
             needed = {name for job in JOBS for name in job.inputs}

@@ -15,6 +15,7 @@ from tierlake.analytics.jobs import (
     customer_segments,
     daily_sales,
     funnel,
+    lb_minutely,
     product_performance,
     top_pages,
     top_products,
@@ -31,6 +32,7 @@ JOBS: list[Job] = [
     top_pages.JOB,
     top_products.JOB,
     funnel.JOB,
+    lb_minutely.JOB,
 ]
 
 __all__ = ["JOBS", "Job", "Tables", "get_job"]
