@@ -9,9 +9,16 @@ wording. No process is started: the supervisor's end-to-end tests own those.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+import socket
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+
+import uvicorn
+from starlette.types import ASGIApp
 
 from tierlake.edge.lb.model import Reason, TargetState
 from tierlake.fleet.view import (
@@ -166,7 +173,8 @@ class FakeControlPlane:
                            f"{desired}.")
         return ScalingResult(auto_scaling_group_name=group, previous_desired_capacity=before,
                              desired_capacity=desired,
-                             message=f"{group}: desired capacity {before} -> {desired}.")
+                             message=f"{abs(desired - before)} instance(s) "
+                                     f"{'launching' if desired >= before else 'terminating'}.")
 
     async def kill(self, instance_id: str) -> KillResult:
         self._raise_failure()
@@ -219,3 +227,35 @@ class FakeControlPlane:
             Series("AWS/EC2", "CPUUtilization",
                    {"InstanceId": self.groups["app"].instances[0].id}, "Percent", 12.5, 37.5, 3),
         ]
+
+
+@contextmanager
+def serving(app: ASGIApp) -> Iterator[str]:
+    """``app`` served by uvicorn on a free loopback port in a thread; yields its URL."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False,
+                                           lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start serving the control app")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+def free_port() -> int:
+    """A port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port

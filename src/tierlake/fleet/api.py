@@ -28,7 +28,7 @@ from typing import Annotated, Any, TypeVar, get_args
 
 import structlog
 from fastapi import Body, Depends, FastAPI, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -39,14 +39,16 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from tierlake import __version__
 from tierlake.app.docs import install_docs
-from tierlake.app.errors import DomainError, ForbiddenError, install_error_handlers
+from tierlake.app.errors import DomainError, ForbiddenError, error_body, install_error_handlers
 from tierlake.asgi.request_id import RequestIdMiddleware
 from tierlake.asgi.security_headers import SecurityHeadersMiddleware, security_headers
 from tierlake.edge.lb.model import TargetState
 from tierlake.errors import TierlakeError
 from tierlake.fleet.view import (
     ALARM_STATES,
+    CSRF_HEADER,
     ControlPlane,
+    ControlPlaneError,
     FleetStatus,
     KillResult,
     LifecycleState,
@@ -58,7 +60,6 @@ from tierlake.ops.prometheus import CONTENT_TYPE, cloudwatch_families, render, s
 
 log = structlog.get_logger(__name__)
 HERE = Path(__file__).parent
-CSRF_HEADER = "X-CSRF-Token"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 # The page loads only this server's files: no inline script, no inline style.
 PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -86,13 +87,13 @@ class CsrfToken(BaseModel):
     token: str = Field(description=f"Send it back in the `{CSRF_HEADER}` header of a POST.")
 
 
-class ControlPlaneFailedError(DomainError):
+class ControlPlaneFailedError(ControlPlaneError):
     """The control plane raised something it should not have; answered without a traceback."""
 
     status, code = 500, "control_plane_failed"
 
 
-class ControlPlaneRefusedError(DomainError):
+class ControlPlaneRefusedError(ControlPlaneError):
     status, code = 409, "conflict"
 
 
@@ -100,7 +101,7 @@ async def _guard(action: str, call: Callable[[], Awaitable[T]]) -> T:
     """Run one control-plane call; its unexpected failures become one-line JSON errors."""
     try:
         return await call()
-    except DomainError:
+    except (ControlPlaneError, DomainError):
         raise
     except TierlakeError as exc:
         raise ControlPlaneRefusedError(f"The control plane refused to {action}: {exc}") from exc
@@ -136,6 +137,10 @@ def create_control_app(plane: ControlPlane, *,
         ],
     )
     install_error_handlers(app, security_headers(PAGE_CSP))
+
+    @app.exception_handler(ControlPlaneError)
+    async def _refused(_: Request, exc: ControlPlaneError) -> JSONResponse:
+        return JSONResponse(error_body(exc.code, exc.message), exc.status)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     install_docs(app)
 

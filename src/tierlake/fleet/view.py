@@ -33,8 +33,8 @@ from typing import Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_pascal
 
-from tierlake.app.errors import DomainError
 from tierlake.edge.lb.model import Reason, TargetState
+from tierlake.errors import TierlakeError
 from tierlake.ops.prometheus import MetricSeries
 
 # EC2 Auto Scaling's lifecycle states (DescribeAutoScalingInstances' LifecycleState).
@@ -54,6 +54,8 @@ ActivityStatus = Literal["PendingSpotBidPlacement", "WaitingForSpotInstanceReque
                          "Failed", "Cancelled", "WaitingForConnectionDraining"]
 AlarmState = Literal["OK", "ALARM", "INSUFFICIENT_DATA"]
 ALARM_STATES: tuple[AlarmState, ...] = ("OK", "ALARM", "INSUFFICIENT_DATA")
+# The header an action (POST) must carry, with the token from GET /api/csrf-token.
+CSRF_HEADER = "X-CSRF-Token"
 
 
 class _Model(BaseModel):
@@ -254,10 +256,18 @@ class RefreshResult(_Model):
     message: str
 
 
-# -- errors (mapped to HTTP by tierlake.app.errors' one handler) ---------------------------------
+# -- errors (mapped to HTTP in tierlake.fleet.api, with the store API's error body) ---------------
 
-class ControlPlaneError(DomainError):
-    """A request the control plane refuses; ``code`` is AWS's error code where it has one."""
+class ControlPlaneError(TierlakeError):
+    """A request the control plane refuses. ``status`` is the HTTP status the API answers
+    with; ``code`` is AWS's error code where it has one."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 class UnknownGroupError(ControlPlaneError):
