@@ -7,6 +7,7 @@ protocol); the supervisor's end-to-end tests cover the real one.
 
 from __future__ import annotations
 
+import os
 import re
 from html.parser import HTMLParser
 
@@ -14,7 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
-from fleet.control_fake import FakeControlPlane
+from fleet.control_fake import FakeControlPlane, serving
 from tierlake.errors import TierlakeError
 from tierlake.fleet.api import create_control_app
 from tierlake.ops.prometheus import family_name, snake_case
@@ -305,3 +306,73 @@ def test_the_page_shows_the_fleet_and_loads_only_its_own_files(client: TestClien
     assert fragment.status_code == 200 and fragment.headers["cache-control"] == "no-store"
     assert all(i in fragment.text for i in instances)
     assert not re.search(r"<script|<html", fragment.text)
+
+
+# -- the page in a real browser ------------------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+LAUNCH_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1 , EXCLUDE localhost",
+]
+
+
+@pytest.mark.browser
+def test_the_page_drives_the_fleet_in_chromium(plane: FakeControlPlane) -> None:
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("TIERLAKE_REQUIRE_SERVICES") == "1":
+            pytest.fail("chromium is not installed: apt-get install -y chromium")
+        pytest.skip("chromium is not installed: apt-get install -y chromium")
+    from playwright.sync_api import expect, sync_playwright
+
+    problems: list[str] = []
+    with serving(create_control_app(plane, refresh_seconds=0.5)) as url, \
+            sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(15_000)
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda exc: problems.append(str(exc)))
+            page.goto(url)
+            expect(page.get_by_role("heading", name="Auto Scaling groups")).to_be_visible()
+
+            # scale app to 3 with its form: a third card appears
+            page.get_by_label("Desired capacity").nth(1).fill("3")
+            page.get_by_role("button", name="Set capacity of app").click()
+            expect(page.locator("#flash")).to_have_text("1 instance(s) launching.")
+            assert plane.groups["app"].desired == 3
+            expect(page.get_by_role("list", name="Instances of app").locator("li")
+                   ).to_have_count(3)
+
+            # kill a web instance: its card goes, the replacement is Pending
+            victim = plane.groups["web"].instances[0].id
+            page.get_by_role("button", name=f"Kill {victim} with SIGKILL").click()
+            expect(page.locator("#flash")).to_contain_text(f"Sent SIGKILL to {victim}")
+            expect(page.get_by_text(victim, exact=True)).to_have_count(0)
+
+            # a refusal is shown as such
+            page.get_by_role("button", name="Start instance refresh of web").click()
+            expect(page.locator("#flash")).to_contain_text("refresh-web-1")
+            page.get_by_role("button", name="Start instance refresh of web").click()
+            expect(page.locator("#flash")).to_contain_text("already in progress")
+            expect(page.locator("#flash")).to_have_class(re.compile("tone-bad"))
+
+            # the page follows the plane by itself
+            plane.groups["app"].instances[0].health = "Unhealthy"
+            card = page.get_by_role("list", name="Instances of app").locator("li").first
+            expect(card).to_contain_text("Unhealthy")
+
+            # the CSP holds: a script injected inline does not run
+            ran = page.evaluate("""() => { const s = document.createElement('script');
+                s.textContent = 'window.injected = true'; document.body.appendChild(s);
+                return window.injected === true; }""")
+            assert ran is False
+            csp_reports = [p for p in problems if "Content Security Policy" in p]
+            assert len(csp_reports) == 1, problems  # the injection, and nothing else
+        finally:
+            browser.close()
+    # the browser logs the refused second refresh (409); nothing else went wrong
+    expected = ("Content Security Policy", "status of 409 (Conflict)")
+    assert [p for p in problems if not any(e in p for e in expected)] == []

@@ -30,7 +30,10 @@
     try {
       const response = await fetch("/fleet.fragment", { cache: "no-store" });
       if (!response.ok) throw new Error("HTTP " + response.status);
-      root.innerHTML = await response.text();
+      const html = await response.text();
+      // the operator may have started typing while the fragment was on its way
+      if (!force && (paused || editing())) return;
+      root.innerHTML = html;
       stale.textContent = "";
     } catch (error) {
       stale.textContent = "Status not updated: the control plane does not answer (" +
