@@ -7,17 +7,20 @@ protocol); the supervisor's end-to-end tests cover the real one.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
+import signal
 from html.parser import HTMLParser
 
+import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
 from fleet.control_fake import FakeControlPlane, serving
-from tierlake.errors import TierlakeError
-from tierlake.fleet.api import create_control_app
+from tierlake.errors import ConfigError, TierlakeError
+from tierlake.fleet.api import ControlServer, create_control_app
 from tierlake.ops.prometheus import family_name, snake_case
 
 pytestmark = pytest.mark.timeout(60)
@@ -306,6 +309,32 @@ def test_the_page_shows_the_fleet_and_loads_only_its_own_files(client: TestClien
     assert fragment.status_code == 200 and fragment.headers["cache-control"] == "no-store"
     assert all(i in fragment.text for i in instances)
     assert not re.search(r"<script|<html", fragment.text)
+
+
+def test_the_control_server_runs_on_the_loop_and_leaves_ctrl_c_to_the_supervisor(
+        plane: FakeControlPlane) -> None:
+    async def scenario() -> None:
+        before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+        server = ControlServer(create_control_app(plane), "127.0.0.1", 0)
+        await server.start()
+        try:
+            assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+            async with httpx.AsyncClient() as client:
+                answer = await client.get(f"{server.url}/api/fleet")
+            assert answer.status_code == 200
+            assert answer.json()["AutoScalingGroups"][0]["AutoScalingGroupName"] == "web"
+            taken = ControlServer(create_control_app(plane), "127.0.0.1", server.port)
+            with pytest.raises(ConfigError, match=f"port {server.port} on 127.0.0.1 is in use"
+                               r".*TIERLAKE_FLEET__CONTROL_PORT"):
+                await taken.start()
+        finally:
+            await server.stop()
+        assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+        async with httpx.AsyncClient() as client:
+            with pytest.raises(httpx.ConnectError):
+                await client.get(f"{server.url}/health")
+
+    asyncio.run(scenario())
 
 
 # -- the page in a real browser ------------------------------------------------------------------

@@ -20,13 +20,17 @@ a failure inside the control plane is answered with what failed, never a traceba
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+import socket
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any, TypeVar, get_args
 
 import structlog
+import uvicorn
 from fastapi import Body, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -36,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_pascal
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.types import ASGIApp
 
 from tierlake import __version__
 from tierlake.app.docs import install_docs
@@ -43,7 +48,7 @@ from tierlake.app.errors import DomainError, ForbiddenError, error_body, install
 from tierlake.asgi.request_id import RequestIdMiddleware
 from tierlake.asgi.security_headers import SecurityHeadersMiddleware, security_headers
 from tierlake.edge.lb.model import TargetState
-from tierlake.errors import TierlakeError
+from tierlake.errors import ConfigError, TierlakeError
 from tierlake.fleet.view import (
     ALARM_STATES,
     CSRF_HEADER,
@@ -236,6 +241,75 @@ def create_control_app(plane: ControlPlane, *,
                             headers={"Cache-Control": "no-store"})
 
     return app
+
+
+class _LoopServer(uvicorn.Server):
+    """uvicorn without its signal handling: the supervisor owns SIGINT/SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class ControlServer:
+    """The control app served by uvicorn on the running loop, as a supervisor component.
+
+    Why not ``uvicorn.Server.serve()`` as is: in the main thread it replaces the SIGINT and
+    SIGTERM handlers with its own and raises the signal again once it stops, which would take
+    Ctrl-C away from the supervisor's drain-then-stop. Here uvicorn never touches signals;
+    ``stop()`` ends it. The socket is bound here, so a taken port is a one-line error.
+    """
+
+    name = "control API"
+
+    def __init__(self, app: ASGIApp, host: str, port: int, *,
+                 start_timeout: float = 10.0) -> None:
+        self.app, self.host, self.port, self.start_timeout = app, host, port, start_timeout
+        self._server: _LoopServer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._socket: socket.socket | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    async def start(self) -> None:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host, self.port))
+        except OSError as exc:
+            sock.close()
+            raise ConfigError(
+                f"port {self.port} on {self.host} is in use (wanted by the control plane's "
+                f"API: {exc.strerror}); stop the other process or choose another port with "
+                "TIERLAKE_FLEET__CONTROL_PORT=<port>") from exc
+        self._socket, self.port = sock, sock.getsockname()[1]
+        self._server = _LoopServer(uvicorn.Config(self.app, log_config=None,
+                                                  access_log=False, lifespan="off"))
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.start_timeout
+        while not self._server.started:
+            if self._task.done() or loop.time() > deadline:
+                await self.stop()
+                raise ConfigError(f"the control plane's API did not start on {self.url}; "
+                                  "its log says why")
+            await asyncio.sleep(0.01)
+        log.info("fleet.api_started", url=self.url)
+
+    async def stop(self) -> None:
+        if self._server is not None and self._task is not None:
+            self._server.should_exit = True
+            try:
+                await self._task
+            except (Exception, SystemExit) as exc:  # noqa: BLE001 - stopping goes on regardless
+                log.error("fleet.api_stop_failed", error=f"{type(exc).__name__}: {exc}")
+        if self._socket is not None:
+            self._socket.close()
+        self._server = self._task = self._socket = None
 
 
 def _async(call: Callable[[], T]) -> Callable[[], Awaitable[T]]:
