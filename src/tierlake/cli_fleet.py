@@ -194,7 +194,7 @@ def status(
     alarms and the last scaling activities."""
     answer = _Control(url).get("/api/fleet")
     if as_json:
-        out.print_json(json.dumps(answer))
+        typer.echo(json.dumps(answer, indent=2))  # plain, for jq and scripts
         return
     try:
         parsed = FleetStatus.model_validate(answer)

@@ -236,6 +236,9 @@ def test_metrics_are_prometheus_text_with_cloudwatch_names(client: TestClient) -
     in_service = [s for s in families["tierlake_instance_state"].samples
                   if s.labels["state"] == "InService" and s.value == 1.0]
     assert len(in_service) == 4
+    healthy = {s.labels["instance_id"]: s.labels["state"]
+               for s in families["tierlake_instance_health_status"].samples if s.value == 1.0}
+    assert len(healthy) == 4 and set(healthy.values()) == {"Healthy"}
 
 
 @pytest.mark.parametrize(("cloudwatch", "prometheus"), [

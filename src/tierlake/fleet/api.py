@@ -55,6 +55,7 @@ from tierlake.fleet.view import (
     ControlPlane,
     ControlPlaneError,
     FleetStatus,
+    HealthStatus,
     KillResult,
     LifecycleState,
     RefreshResult,
@@ -338,8 +339,13 @@ def state_families(status: FleetStatus) -> list[Metric]:
         (((a.alarm_name,), a.state_value) for a in status.alarms))
     instances = state_set_family(
         "tierlake_instance_state", "Auto Scaling instance LifecycleState per instance",
-        ["auto_scaling_group_name", "instance_id", "health_status"], get_args(LifecycleState),
-        (((g.auto_scaling_group_name, i.instance_id, i.health_status), i.lifecycle_state)
+        ["auto_scaling_group_name", "instance_id"], get_args(LifecycleState),
+        (((g.auto_scaling_group_name, i.instance_id), i.lifecycle_state)
+         for g in status.auto_scaling_groups for i in g.instances))
+    health = state_set_family(
+        "tierlake_instance_health_status", "Auto Scaling instance HealthStatus per instance",
+        ["auto_scaling_group_name", "instance_id"], get_args(HealthStatus),
+        (((g.auto_scaling_group_name, i.instance_id), i.health_status)
          for g in status.auto_scaling_groups for i in g.instances))
     capacity: list[Metric] = []
     for field, about in (("min_size", "MinSize"), ("max_size", "MaxSize"),
@@ -349,7 +355,7 @@ def state_families(status: FleetStatus) -> list[Metric]:
         for g in status.auto_scaling_groups:
             family.add_metric([g.auto_scaling_group_name], getattr(g, field))
         capacity.append(family)
-    return [targets, in_flight, alarms, instances, *capacity]
+    return [targets, in_flight, alarms, instances, health, *capacity]
 
 
 # -- page helpers -------------------------------------------------------------------------------

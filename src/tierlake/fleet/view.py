@@ -21,16 +21,16 @@ like the AWS APIs it stands for:
 - DNS records as Route 53's ``ResourceRecordSet`` (``SetIdentifier``, ``Weight``,
   ``Failover``, ``MultiValueAnswer``, ``HealthCheckId``).
 
-Python code uses the snake_case attribute names; both are accepted on input.
+Python code uses the snake_case attribute names; both are accepted on input. Times are
+timezone-aware (UTC), as AWS's timestamps: a naive time is refused when the model is built.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
 from typing import Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_pascal
 
 from tierlake.edge.lb.model import Reason, TargetState
@@ -88,8 +88,8 @@ class InstanceRefreshView(_Model):
     percentage_complete: int = Field(ge=0, le=100)
     instances_to_update: int = Field(ge=0)
     min_healthy_percentage: int = Field(ge=0, le=100)
-    start_time: datetime | None = None
-    end_time: datetime | None = None
+    start_time: AwareDatetime | None = None
+    end_time: AwareDatetime | None = None
 
 
 class GroupView(_Model):
@@ -112,8 +112,8 @@ class ActivityView(_Model):
     status_code: ActivityStatus
     status_message: str | None = None
     progress: int = Field(0, ge=0, le=100)
-    start_time: datetime
-    end_time: datetime | None = None
+    start_time: AwareDatetime
+    end_time: AwareDatetime | None = None
 
 
 # -- Elastic Load Balancing ---------------------------------------------------------------------
@@ -182,7 +182,7 @@ class AlarmView(_Model):
     threshold: float
     period: float
     evaluation_periods: int
-    state_updated_timestamp: datetime
+    state_updated_timestamp: AwareDatetime
 
 
 # -- Route 53 -----------------------------------------------------------------------------------
@@ -217,7 +217,7 @@ class FleetStatus(_Model):
     alarms: list[AlarmView] = []
     activities: list[ActivityView] = []  # newest first
     dns: DnsView | None = None
-    generated_at: datetime
+    generated_at: AwareDatetime
 
     def group(self, name: str) -> GroupView:
         for group in self.auto_scaling_groups:

@@ -27,7 +27,7 @@ base units, so no suffix is invented).
 
 States are state sets, one sample per possible state, 1 for the current one (the
 kube-state-metrics pattern, so ``sum by (state)`` counts): ``tierlake_target_state``,
-``tierlake_alarm_state``, ``tierlake_instance_state``.
+``tierlake_alarm_state``, ``tierlake_instance_state``, ``tierlake_instance_health_status``.
 """
 
 from __future__ import annotations
