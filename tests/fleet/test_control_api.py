@@ -19,8 +19,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
 from fleet.control_fake import FakeControlPlane, serving
+from tierlake.edge.lb.model import PROFILES
 from tierlake.errors import ConfigError, TierlakeError
 from tierlake.fleet.api import ControlServer, create_control_app
+from tierlake.fleet.view import GroupView, TargetGroupView
 from tierlake.ops.prometheus import family_name, snake_case
 
 pytestmark = pytest.mark.timeout(60)
@@ -312,6 +314,49 @@ def test_the_page_shows_the_fleet_and_loads_only_its_own_files(client: TestClien
     assert fragment.status_code == 200 and fragment.headers["cache-control"] == "no-store"
     assert all(i in fragment.text for i in instances)
     assert not re.search(r"<script|<html", fragment.text)
+
+
+def test_aws_shaped_describe_dicts_validate_as_they_are() -> None:
+    """The supervisor can hand over DescribeAutoScalingGroups / DescribeTargetHealth shapes
+    (as the group and target group describe themselves) without remapping each field."""
+    described = {
+        "AutoScalingGroupName": "app", "MinSize": 2, "MaxSize": 4, "DesiredCapacity": 2,
+        "DefaultCooldown": 30.0, "HealthCheckType": "ELB", "TargetGroupARNs": ["app"],
+        "LaunchTemplate": {"LaunchTemplateName": "app", "Version": "3"},
+        "CreatedTime": "2026-12-01T07:00:00Z",
+        "Instances": [{"InstanceId": "i-0123456789abcdef0", "LifecycleState": "InService",
+                       "HealthStatus": "Healthy", "ProtectedFromScaleIn": False,
+                       "LaunchTemplate": {"LaunchTemplateName": "app", "Version": "3"},
+                       "LaunchTime": "2020-01-01T00:00:00Z", "Host": "127.0.0.1",
+                       "Port": 41234, "Pid": 999, "WarmedUp": True}],
+        "InstanceRefresh": {"InstanceRefreshId": "r-1", "AutoScalingGroupName": "app",
+                            "Status": "InProgress", "StatusReason": None,
+                            "StartTime": "2026-12-01T08:00:00Z", "PercentageComplete": 50,
+                            "InstancesToUpdate": 1,
+                            "Preferences": {"MinHealthyPercentage": 90, "InstanceWarmup": 5}},
+    }
+    group = GroupView.model_validate(described)
+    assert group.target_group_names == ["app"]
+    assert group.instances[0].age_seconds > 86400 * 365  # from LaunchTime
+    assert group.instance_refresh is not None
+    assert group.instance_refresh.min_healthy_percentage == 90
+    shown = group.model_dump(by_alias=True)
+    assert shown["TargetGroupNames"] == ["app"] and "TargetGroupARNs" not in shown
+
+    tg = TargetGroupView.of("app", PROFILES["alb"], [
+        {"Target": {"Id": "i-0123456789abcdef0", "Port": 41234}, "HealthCheckPort": "41234",
+         "TargetHealth": {"State": "unhealthy", "Reason": "Target.Timeout",
+                          "Description": "Request timed out"}},
+        {"Target": {"Id": "i-0fedcba9876543210", "Port": 41235},
+         "TargetHealth": {"State": "healthy"}, "InFlight": 3}])
+    health = tg.model_dump(mode="json", by_alias=True)
+    assert health["HealthCheck"] == {
+        "HealthCheckPath": "/", "HealthCheckIntervalSeconds": 30.0,
+        "HealthCheckTimeoutSeconds": 5.0, "HealthyThresholdCount": 5,
+        "UnhealthyThresholdCount": 2, "Matcher": "200"}
+    assert health["DeregistrationDelaySeconds"] == 300.0
+    assert [t["TargetHealth"]["Reason"] for t in health["Targets"]] == ["Target.Timeout", None]
+    assert [t["InFlight"] for t in health["Targets"]] == [0, 3]
 
 
 def test_the_control_server_runs_on_the_loop_and_leaves_ctrl_c_to_the_supervisor(

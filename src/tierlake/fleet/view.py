@@ -27,13 +27,14 @@ timezone-aware (UTC), as AWS's timestamps: a naive time is refused when the mode
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Literal, Protocol
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_pascal
 
-from tierlake.edge.lb.model import Reason, TargetState
+from tierlake.edge.lb.model import HealthCheckSettings, Reason, TargetGroupSettings, TargetState
 from tierlake.errors import TierlakeError
 from tierlake.ops.prometheus import MetricSeries
 
@@ -59,8 +60,10 @@ CSRF_HEADER = "X-CSRF-Token"
 
 
 class _Model(BaseModel):
+    # extra="ignore": a component's own Describe* dict (asg.describe(), tg.describe()) may
+    # carry fields the view does not show; it validates as it is.
     model_config = ConfigDict(alias_generator=to_pascal, populate_by_name=True,
-                              frozen=True, extra="forbid")
+                              frozen=True, extra="ignore")
 
 
 # -- Auto Scaling -------------------------------------------------------------------------------
@@ -74,11 +77,25 @@ class InstanceView(_Model):
     instance_id: str
     lifecycle_state: LifecycleState
     health_status: HealthStatus
+    host: str | None = None  # tierlake: the address the instance listens on
     port: int | None = None  # tierlake: the instance's own port on the host
     pid: int | None = None  # tierlake: the OS process
-    age_seconds: float = Field(ge=0)  # since its launch time
+    launch_time: AwareDatetime | None = None
+    age_seconds: float = Field(ge=0)  # since its launch time (from LaunchTime when not given)
     protected_from_scale_in: bool = False
     launch_template: LaunchTemplateRef | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _age_from_launch_time(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "AgeSeconds" not in data and "age_seconds" not in data:
+            launched = data.get("LaunchTime", data.get("launch_time"))
+            if launched is not None:
+                when = (launched if isinstance(launched, datetime)
+                        else datetime.fromisoformat(str(launched).replace("Z", "+00:00")))
+                age = (datetime.now(UTC) - when).total_seconds()
+                data = {**data, "AgeSeconds": max(0.0, age)}
+        return data
 
 
 class InstanceRefreshView(_Model):
@@ -87,9 +104,18 @@ class InstanceRefreshView(_Model):
     status_reason: str | None = None
     percentage_complete: int = Field(ge=0, le=100)
     instances_to_update: int = Field(ge=0)
-    min_healthy_percentage: int = Field(ge=0, le=100)
+    min_healthy_percentage: int = Field(ge=0, le=100)  # Preferences.MinHealthyPercentage
     start_time: AwareDatetime | None = None
     end_time: AwareDatetime | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_preferences(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("Preferences"), dict):
+            wanted = data["Preferences"].get("MinHealthyPercentage")
+            if wanted is not None and "MinHealthyPercentage" not in data:
+                data = {**data, "MinHealthyPercentage": wanted}
+        return data
 
 
 class GroupView(_Model):
@@ -98,7 +124,10 @@ class GroupView(_Model):
     max_size: int = Field(ge=0)
     desired_capacity: int = Field(ge=0)
     health_check_type: Literal["EC2", "ELB"] = "EC2"
-    target_group_names: list[str] = []
+    # DescribeAutoScalingGroups lists TargetGroupARNs; tierlake's target groups have names
+    target_group_names: list[str] = Field(
+        [], validation_alias=AliasChoices("TargetGroupNames", "TargetGroupARNs",
+                                          "target_group_names"))
     launch_template: LaunchTemplateRef | None = None
     instances: list[InstanceView] = []
     instance_refresh: InstanceRefreshView | None = None  # the latest, if any
@@ -140,6 +169,15 @@ class HealthCheckView(_Model):
     unhealthy_threshold_count: int
     matcher: str  # Matcher.HttpCode
 
+    @classmethod
+    def of(cls, settings: HealthCheckSettings) -> HealthCheckView:
+        return cls(health_check_path=settings.path,
+                   health_check_interval_seconds=settings.interval_seconds,
+                   health_check_timeout_seconds=settings.timeout_seconds,
+                   healthy_threshold_count=settings.healthy_threshold,
+                   unhealthy_threshold_count=settings.unhealthy_threshold,
+                   matcher=settings.matcher)
+
 
 class TargetRef(_Model):
     id: str
@@ -166,6 +204,17 @@ class TargetGroupView(_Model):
     deregistration_delay_seconds: float
     slow_start_seconds: float = 0.0
     targets: list[TargetHealthDescription] = []
+
+    @classmethod
+    def of(cls, name: str, settings: TargetGroupSettings,
+           targets: Sequence[Mapping[str, Any]]) -> TargetGroupView:
+        """From a target group's settings and its ``describe()`` (DescribeTargetHealth's
+        TargetHealthDescriptions, each optionally with ``InFlight`` and ``Weight``)."""
+        return cls(target_group_name=name, load_balancing_algorithm=settings.algorithm,
+                   health_check=HealthCheckView.of(settings.health_check),
+                   deregistration_delay_seconds=settings.deregistration_delay_seconds,
+                   slow_start_seconds=settings.slow_start_seconds,
+                   targets=[TargetHealthDescription.model_validate(t) for t in targets])
 
 
 # -- CloudWatch ---------------------------------------------------------------------------------
