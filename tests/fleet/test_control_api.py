@@ -11,6 +11,7 @@ import asyncio
 import os
 import re
 import signal
+from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
 import httpx
@@ -22,7 +23,7 @@ from fleet.control_fake import FakeControlPlane, serving
 from tierlake.edge.lb.model import PROFILES
 from tierlake.errors import ConfigError, TierlakeError
 from tierlake.fleet.api import ControlServer, create_control_app
-from tierlake.fleet.view import GroupView, TargetGroupView
+from tierlake.fleet.view import AlarmView, DnsRecordView, GroupView, TargetGroupView
 from tierlake.ops.prometheus import family_name, snake_case
 
 pytestmark = pytest.mark.timeout(60)
@@ -357,6 +358,38 @@ def test_aws_shaped_describe_dicts_validate_as_they_are() -> None:
     assert health["DeregistrationDelaySeconds"] == 300.0
     assert [t["TargetHealth"]["Reason"] for t in health["Targets"]] == ["Target.Timeout", None]
     assert [t["InFlight"] for t in health["Targets"]] == [0, 3]
+
+
+@dataclass
+class _Alarm:  # the fields of ops.cloudwatch.Alarm the view reads
+    name: str = "TargetTracking-app-AlarmLow-9f"
+    state: str = "ALARM"
+    state_reason: str = "Threshold Crossed: 15 datapoints were less than the threshold (45.0)."
+    namespace: str = "AWS/ApplicationELB"
+    metric_name: str = "RequestCountPerTarget"
+    dimensions: dict[str, str] = field(default_factory=lambda: {"TargetGroup": "app"})
+    statistic: str = "Sum"
+    comparison_operator: str = "LessThanThreshold"
+    threshold: float = 45.0
+    period: float = 10.0
+    evaluation_periods: int = 15
+    state_updated: float = 1_796_112_000.0  # 2026-12-01T08:00:00Z
+
+
+def test_alarms_and_route53_record_sets_read_as_cloudwatch_and_route53_give_them() -> None:
+    alarm = AlarmView.of(_Alarm()).model_dump(mode="json", by_alias=True)
+    assert (alarm["AlarmName"], alarm["StateValue"], alarm["Threshold"]) == (
+        "TargetTracking-app-AlarmLow-9f", "ALARM", 45.0)
+    assert alarm["StateUpdatedTimestamp"] == "2026-12-01T08:00:00Z"
+    records = [DnsRecordView.model_validate(r) for r in (
+        {"Name": "shop.tierlake.test.", "Type": "A", "RoutingPolicy": "weighted",
+         "SetIdentifier": "blue", "Weight": 200, "TTL": 5,
+         "ResourceRecords": [{"Value": "127.0.0.1"}], "Healthy": True},
+        {"Name": "app.tierlake.test.", "Type": "A", "RoutingPolicy": "simple",
+         "AliasTarget": {"DNSName": "internal-app", "EvaluateTargetHealth": True,
+                         "Addresses": ["127.0.0.1", "127.0.0.2"]}, "Healthy": False})]
+    assert [(r.values, r.ttl, r.weight) for r in records] == [
+        (["127.0.0.1"], 5, 200), (["127.0.0.1", "127.0.0.2"], None, None)]
 
 
 def test_the_control_server_runs_on_the_loop_and_leaves_ctrl_c_to_the_supervisor(

@@ -233,14 +233,42 @@ class AlarmView(_Model):
     evaluation_periods: int
     state_updated_timestamp: AwareDatetime
 
+    @classmethod
+    def of(cls, alarm: AlarmLike) -> AlarmView:
+        """From a CloudWatch alarm object (its ``state_updated`` in epoch seconds)."""
+        return cls(alarm_name=alarm.name, state_value=str(alarm.state),
+                   state_reason=alarm.state_reason, namespace=alarm.namespace,
+                   metric_name=alarm.metric_name, dimensions=dict(alarm.dimensions),
+                   statistic=alarm.statistic, comparison_operator=str(alarm.comparison_operator),
+                   threshold=alarm.threshold, period=alarm.period,
+                   evaluation_periods=alarm.evaluation_periods,
+                   state_updated_timestamp=datetime.fromtimestamp(alarm.state_updated, UTC))
+
+
+class AlarmLike(Protocol):
+    """What :meth:`AlarmView.of` reads of an alarm (``ops.cloudwatch.Alarm``'s fields)."""
+
+    name: str
+    state: Any  # AlarmState (a StrEnum) or its text
+    state_reason: str
+    namespace: str
+    metric_name: str
+    dimensions: Mapping[str, str]
+    statistic: str
+    comparison_operator: Any
+    threshold: float
+    period: float
+    evaluation_periods: int
+    state_updated: float
+
 
 # -- Route 53 -----------------------------------------------------------------------------------
 
 class DnsRecordView(_Model):
     name: str
     type: str
-    ttl: int = Field(alias="TTL")
-    values: list[str] = []  # ResourceRecords' values, or the alias target
+    ttl: int | None = Field(None, alias="TTL")  # None for an alias record
+    values: list[str] = []  # ResourceRecords' values, or the alias target's addresses
     routing_policy: Literal["simple", "weighted", "failover", "multivalue", "latency",
                             "geolocation"] = "simple"
     set_identifier: str | None = None
@@ -248,6 +276,19 @@ class DnsRecordView(_Model):
     failover: Literal["PRIMARY", "SECONDARY"] | None = None
     health_check_id: str | None = None
     healthy: bool | None = None  # None: no health check
+
+    @model_validator(mode="before")
+    @classmethod
+    def _values_from_route53(cls, data: Any) -> Any:
+        """ListResourceRecordSets' ``ResourceRecords`` / ``AliasTarget`` as plain values."""
+        if not isinstance(data, dict) or "Values" in data or "values" in data:
+            return data
+        if isinstance(data.get("ResourceRecords"), list):
+            return {**data, "Values": [str(r.get("Value", "")) for r in data["ResourceRecords"]]}
+        if isinstance(alias := data.get("AliasTarget"), dict):
+            shown = [str(a) for a in alias.get("Addresses") or []] or [str(alias.get("DNSName"))]
+            return {**data, "Values": shown}
+        return data
 
 
 class DnsView(_Model):
