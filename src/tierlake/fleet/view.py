@@ -48,11 +48,6 @@ HealthStatus = Literal["Healthy", "Unhealthy"]
 RefreshStatus = Literal["Pending", "InProgress", "Successful", "Failed", "Cancelling",
                         "Cancelled", "RollbackInProgress", "RollbackFailed",
                         "RollbackSuccessful"]
-ActivityStatus = Literal["PendingSpotBidPlacement", "WaitingForSpotInstanceRequestId",
-                         "WaitingForSpotInstanceId", "WaitingForInstanceId",
-                         "PreInService", "InProgress", "WaitingForELBConnectionDraining",
-                         "MidLifecycleAction", "WaitingForInstanceWarmup", "Successful",
-                         "Failed", "Cancelled", "WaitingForConnectionDraining"]
 AlarmState = Literal["OK", "ALARM", "INSUFFICIENT_DATA"]
 ALARM_STATES: tuple[AlarmState, ...] = ("OK", "ALARM", "INSUFFICIENT_DATA")
 # The header an action (POST) must carry, with the token from GET /api/csrf-token.
@@ -138,7 +133,7 @@ class ActivityView(_Model):
     auto_scaling_group_name: str
     description: str
     cause: str
-    status_code: ActivityStatus
+    status_code: str  # Successful, InProgress, Failed, WaitingForELBConnectionDraining ...
     status_message: str | None = None
     progress: int = Field(0, ge=0, le=100)
     start_time: AwareDatetime
