@@ -233,9 +233,6 @@ def test_metrics_are_prometheus_text_with_cloudwatch_names(client: TestClient) -
     assert len(by_target) == 4 and set(by_target.values()) == {1.0}
     alarm = {s.labels["state"]: s.value for s in families["tierlake_alarm_state"].samples}
     assert alarm == {"OK": 1.0, "ALARM": 0.0, "INSUFFICIENT_DATA": 0.0}
-    desired = {s.labels["auto_scaling_group_name"]: s.value
-               for s in families["tierlake_group_desired_capacity"].samples}
-    assert desired == {"web": 2.0, "app": 2.0}
     in_service = [s for s in families["tierlake_instance_state"].samples
                   if s.labels["state"] == "InService" and s.value == 1.0]
     assert len(in_service) == 4

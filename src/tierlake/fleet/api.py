@@ -320,7 +320,8 @@ def _async(call: Callable[[], T]) -> Callable[[], Awaitable[T]]:
 
 
 def state_families(status: FleetStatus) -> list[Metric]:
-    """Target, alarm and instance states and the groups' capacities as gauges."""
+    """Target, alarm and instance states as gauges (the groups' sizes come as CloudWatch's
+    AWS/AutoScaling GroupDesiredCapacity ... series, published by the groups)."""
     targets = state_set_family(
         "tierlake_target_state", "ALB target health state (TargetHealth.State) per target",
         ["target_group", "target_id", "port"], [s.value for s in TargetState],
@@ -347,15 +348,7 @@ def state_families(status: FleetStatus) -> list[Metric]:
         ["auto_scaling_group_name", "instance_id"], get_args(HealthStatus),
         (((g.auto_scaling_group_name, i.instance_id), i.health_status)
          for g in status.auto_scaling_groups for i in g.instances))
-    capacity: list[Metric] = []
-    for field, about in (("min_size", "MinSize"), ("max_size", "MaxSize"),
-                         ("desired_capacity", "DesiredCapacity")):
-        family = GaugeMetricFamily(f"tierlake_group_{field}", f"Auto Scaling group {about}",
-                                   labels=["auto_scaling_group_name"])
-        for g in status.auto_scaling_groups:
-            family.add_metric([g.auto_scaling_group_name], getattr(g, field))
-        capacity.append(family)
-    return [targets, in_flight, alarms, instances, health, *capacity]
+    return [targets, in_flight, alarms, instances, health]
 
 
 # -- page helpers -------------------------------------------------------------------------------
