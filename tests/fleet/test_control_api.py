@@ -176,6 +176,10 @@ def test_a_foreign_host_header_is_refused(plane: FakeControlPlane) -> None:
     assert rebound.get("/api/csrf-token").status_code == 400
 
 
+class _AwsRefusal(TierlakeError):
+    code = "ScalingActivityInProgress"
+
+
 def test_control_plane_failures_are_json_never_a_traceback(
         plane: FakeControlPlane, client: TestClient, token: dict[str, str]) -> None:
     plane.failure = RuntimeError("disk on fire")
@@ -189,6 +193,12 @@ def test_control_plane_failures_are_json_never_a_traceback(
     answer = client.post("/api/groups/web/instance-refresh", headers=token)
     assert answer.status_code == 409
     assert "launch template" in answer.json()["error"]["message"]
+    assert answer.json()["error"]["code"] == "conflict"
+    plane.failure = _AwsRefusal("Scaling activity 1 is in progress and blocks this action.")
+    answer = client.post("/api/groups/web/desired-capacity", json={"desired_capacity": 3},
+                         headers=token)
+    assert answer.status_code == 409
+    assert answer.json()["error"]["code"] == "ScalingActivityInProgress"
     plane.failure = RuntimeError("store gone")
     assert client.get("/metrics").status_code == 500
     assert client.get("/api/fleet").status_code == 200  # one failure, not a broken app

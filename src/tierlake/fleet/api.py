@@ -110,7 +110,12 @@ async def _guard(action: str, call: Callable[[], Awaitable[T]]) -> T:
     except (ControlPlaneError, DomainError):
         raise
     except TierlakeError as exc:
-        raise ControlPlaneRefusedError(f"The control plane refused to {action}: {exc}") from exc
+        refused = ControlPlaneRefusedError(f"The control plane refused to {action}: {exc}")
+        code = getattr(exc, "code", None)  # e.g. the Auto Scaling group's AWS error code
+        if isinstance(code, str):
+            refused.code = code
+            refused.status = 400 if code == "ValidationError" else 409
+        raise refused from exc
     except Exception as exc:  # any bug in the plane is reported, never as a traceback
         log.exception("fleet.api.action_failed", action=action)
         raise ControlPlaneFailedError(
