@@ -36,6 +36,9 @@ pipeline_app = typer.Typer(
     help="The analytics pipeline: extract the store into the lake, run the jobs.",
     no_args_is_help=True)
 app.add_typer(pipeline_app, name="pipeline")
+from tierlake.cli_fleet import fleet_app  # noqa: E402 - its commands join the app here
+
+app.add_typer(fleet_app, name="fleet")
 
 EngineOpt = Annotated[
     Literal["duckdb", "spark"] | None,
@@ -108,6 +111,14 @@ def _banner(settings: Settings, store: str, api: str, shoppers: list[str]) -> li
     if shoppers:
         lines.append("Demo shopper logins: " + ", ".join(
             f"{escape(e)} / {DEMO_PASSWORD}" for e in shoppers))
+    fleet = settings.fleet
+    lines.append(f"Fleet: web {fleet.web_min}-{fleet.web_max} and app {fleet.app_min}-"
+                 f"{fleet.app_max} instances behind load balancers on ports {settings.web_port} "
+                 f"and {settings.app_port}; operator page: "
+                 f"http://{escape(settings.host)}:{fleet.control_port}/ (`tierlake fleet status`)")
+    if settings.dns.enabled:
+        lines.append(f"DNS: dig @{escape(settings.host)} -p {settings.dns.port} "
+                     f"shop.{escape(settings.dns.zone)}")
     if settings.pipeline.interval_seconds > 0:
         lines.append(f"Analytics pipeline: every {settings.pipeline.interval_seconds:g} s into "
                      f"{escape(settings.resolved_lake_url)}; see `tierlake pipeline status`.")

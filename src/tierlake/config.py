@@ -184,20 +184,8 @@ class PipelineConfig(Section):
 
 
 class ControlConfig(Section):
-    """The control plane behind `tierlake up`: instances, health and replacement."""
+    """The control plane behind `tierlake up`."""
 
-    instances: int = Field(
-        default=1, ge=1, le=16,
-        description="Instances of each tier that `tierlake up` keeps running.",
-    )
-    healthy_reset_seconds: float = Field(
-        default=60.0,
-        gt=0,
-        description=(
-            "A dead instance is replaced after a back-off (1 s, 2 s, 4 s ... 30 s) that resets "
-            "once an instance has stayed healthy this long."
-        ),
-    )
     start_timeout_seconds: float = Field(
         default=60.0,
         gt=0,

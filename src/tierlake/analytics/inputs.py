@@ -26,6 +26,9 @@ def expected_columns() -> dict[str, tuple[str, ...]]:
         for name, table in Base.metadata.tables.items() if name not in NOT_IN_LAKE
     }
     tables["clickstream"] = (*ClickEvent.__annotations__, "dt", "_source_file")
+    from tierlake.lake.sources.accesslogs import LAKE_SCHEMA as ACCESS_LOGS
+
+    tables["lb_access_logs"] = tuple(ACCESS_LOGS.names)
     return tables
 
 

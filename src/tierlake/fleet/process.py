@@ -3,8 +3,7 @@
 :class:`Process` runs any argv (a launch template's command with its ``{port}`` filled in)
 in its own session and dies with the control plane, even one killed with SIGKILL
 (``PR_SET_PDEATHSIG``); :meth:`Process.stop` sends SIGTERM, then SIGKILL after a grace.
-:class:`Instance` is a tier's process (``tierlake serve <tier> --port N``) health-checked over
-HTTP, as the fixed-size group runs it.
+Auto Scaling groups (:mod:`tierlake.fleet.asg`) run their instances as these.
 """
 
 from __future__ import annotations
@@ -12,21 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import sys
-import time
 from collections.abc import Mapping, Sequence
 
-import httpx
 import structlog
 
 from tierlake.fleet.lifeline import die_with_parent
-from tierlake.fleet.tiers import Tier
 
 log = structlog.get_logger(__name__)
-
-
-class InstanceStartError(RuntimeError):
-    """An instance exited or stayed unhealthy while starting."""
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -83,66 +74,3 @@ class Process:
             await proc.wait()
         log.info("process.stopped", name=self.name, pid=proc.pid, code=proc.returncode)
 
-
-class Instance:
-    """A tier process: started, health-checked, stopped."""
-
-    def __init__(self, tier: Tier, host: str, env: dict[str, str]) -> None:
-        self.tier, self.host, self.env = tier, host, env
-        self.port = free_port(host)
-        self.process = Process(
-            [sys.executable, "-m", "tierlake", "serve", tier.name,
-             "--host", host, "--port", str(self.port)], env, name=tier.name)
-        self.started_at = 0.0
-
-    @property
-    def proc(self) -> asyncio.subprocess.Process | None:
-        return self.process.proc
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    @property
-    def target(self) -> tuple[str, int]:
-        return (self.host, self.port)
-
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid
-
-    async def start(self) -> None:
-        await self.process.start()
-        self.started_at = time.monotonic()
-        log.info("instance.started", tier=self.tier.name, pid=self.pid, url=self.url)
-
-    def alive(self) -> bool:
-        return self.process.alive()
-
-    async def healthy(self, client: httpx.AsyncClient) -> bool:
-        try:
-            r = await client.get(self.url + self.tier.health_path, timeout=2.0)
-        except httpx.HTTPError:
-            return False
-        return r.status_code == 200
-
-    async def wait_healthy(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        async with httpx.AsyncClient() as client:
-            while time.monotonic() < deadline:
-                if not self.alive():
-                    code = self.proc.returncode if self.proc else None
-                    raise InstanceStartError(
-                        f"the {self.tier.name} tier exited with code {code} while starting; "
-                        "its log lines above say why")
-                if await self.healthy(client):
-                    return
-                await asyncio.sleep(0.1)
-        raise InstanceStartError(f"the {self.tier.name} tier did not answer "
-                                 f"{self.tier.health_path} within {timeout:.0f} s")
-
-    async def stop(self, grace: float = 10.0) -> None:
-        if not self.alive():
-            return
-        await self.process.stop(grace)
-        log.info("instance.stopped", tier=self.tier.name, pid=self.pid)

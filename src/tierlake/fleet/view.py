@@ -248,13 +248,15 @@ class AlarmLike(Protocol):
     state_reason: str
     namespace: str
     metric_name: str
-    dimensions: Mapping[str, str]
     statistic: str
     comparison_operator: Any
     threshold: float
     period: float
     evaluation_periods: int
     state_updated: float
+
+    @property
+    def dimensions(self) -> Mapping[str, str]: ...
 
 
 # -- Route 53 -----------------------------------------------------------------------------------

@@ -3,9 +3,11 @@
 Layout (zones ``raw``, ``current``, ``curated``; :func:`describe_layout` renders it for the
 docs): ``raw/db/<table>`` the change log as extracted (source columns minus
 ``extract.exclude``, plus ``_op`` u/d, ``_extracted_at``, ``_batch``); ``raw/clickstream/events``
-the delivered events plus ``_source_file``, partitioned by ``dt``; ``current/<table>`` each
-database table as of a raw version (MERGE), the later raw versions applied by readers
-(merge-on-read, :mod:`tierlake.lake.current`); ``curated/<name>`` the jobs' outputs.
+the delivered events plus ``_source_file``, partitioned by ``month`` (by ``dt`` in lakes
+written before); ``raw/lb/access_logs`` the load balancers' access logs, likewise;
+``current/<table>`` each database table as of a raw version (MERGE), the later raw versions
+applied by readers (merge-on-read, :mod:`tierlake.lake.current`); ``curated/<name>`` the
+jobs' outputs.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ LAYOUT: tuple[tuple[str, str, str], ...] = (
      "(largest `updated_at`/`deleted_at` read, microseconds since 1970)."),
     ("raw/clickstream/events", "extract (clickstream source)",
      "every delivered event exactly once, as delivered, plus `_source_file` (the file's path "
-     "under the events directory) and `dt` (its delivery date, the partition column)."),
+     "under the events directory), `dt` (its delivery date) and `month` (the partition column)."),
     ("current/<table>", "extract",
      "the base of each table: the database table's rows, excluded columns removed, as of "
      "the raw version in its app transaction `tierlake.current.<table>`. With the raw "
