@@ -23,6 +23,8 @@ class System:
     app_url: str
     data_dir: Path
     log: Path
+    control_url: str = ""
+    dns_port: int = 0
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -88,10 +90,11 @@ def alive(pid: int) -> bool:
 
 def start_system(tmp_path: Path, *, seed: bool, extra_env: dict[str, str] | None = None
                  ) -> System:
-    web_port, app_port = free_port(), free_port()
+    web_port, app_port, control_port, dns_port = free_port(), free_port(), free_port(), free_port()
     log = tmp_path / "up.log"
     env = {**os.environ, "TIERLAKE_DATA_DIR": str(tmp_path / "var"),
            "TIERLAKE_WEB_PORT": str(web_port), "TIERLAKE_APP_PORT": str(app_port),
+           "TIERLAKE_FLEET__CONTROL_PORT": str(control_port), "TIERLAKE_DNS__PORT": str(dns_port),
            "TIERLAKE_EVENTS__FLUSH_SECONDS": "1", "TIERLAKE_PIPELINE__INTERVAL_SECONDS": "0",
            **(extra_env or {})}
     args = [sys.executable, "-m", "tierlake", "up"] + ([] if seed else ["--no-seed"])
@@ -99,7 +102,7 @@ def start_system(tmp_path: Path, *, seed: bool, extra_env: dict[str, str] | None
         proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, text=True,
                                 start_new_session=True)
     system = System(proc, f"http://127.0.0.1:{web_port}", f"http://127.0.0.1:{app_port}",
-                    tmp_path / "var", log)
+                    tmp_path / "var", log, f"http://127.0.0.1:{control_port}", dns_port)
     _wait_for(system.web_url + "/health", proc, log, timeout=180)
     # The web tier answering is not enough: the supervisor has to have seen it too
     # (it polls), or a test that kills a tier now races the supervisor's start-up.

@@ -114,42 +114,6 @@ def test_the_banner_logins_work_through_the_web_tier(tmp_path: Path) -> None:
         stop_system(s)
 
 
-def test_a_killed_instance_is_replaced_and_the_back_off_resets(tmp_path: Path) -> None:
-    s = start_system(tmp_path, seed=False,
-                     extra_env={"TIERLAKE_CONTROL__HEALTHY_RESET_SECONDS": "5"})
-    try:
-        def replaced(tier: str, old: int) -> bool:
-            now = _instances(s, tier)
-            if old in now or len(now) != 1:
-                return False
-            try:
-                return httpx.get(s.web_url + "/ready", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        def kill(tier: str) -> None:
-            [victim] = _instances(s, tier)
-            os.kill(victim, signal.SIGKILL)
-            _wait(f"the {tier} instance was not replaced", lambda: replaced(tier, victim), s)
-
-        def back_offs() -> list[tuple[str, str]]:
-            return re.findall(r"instance\.died .*restart_in_s=([0-9.]+) restarts=(\d+) "
-                              r"tier=web", s.output())
-
-        kill("app")  # the web tier reaches the new app instance through the app listener
-        assert httpx.get(s.web_url + "/").status_code == 200
-        kill("web")
-        kill("web")  # a second death before the healthy period: a longer back-off
-        assert httpx.get(s.web_url + "/").status_code == 200
-        assert back_offs() == [("1.0", "1"), ("2.0", "2")], back_offs()
-        _wait("the back-off did not reset",
-              lambda: re.search(r"instance\.backoff_reset .*tier=web", s.output()), s)
-        kill("web")
-        assert back_offs()[-1] == ("1.0", "1"), back_offs()
-    finally:
-        stop_system(s)
-
-
 def test_ready_reveals_no_configuration(tmp_path: Path) -> None:
     s = start_system(tmp_path, seed=False)
     try:
