@@ -160,13 +160,14 @@ def test_a_tier_that_cannot_start_stops_the_others_with_one_line(tmp_path: Path)
             [sys.executable, "-m", "tierlake", "up", "--no-seed"], capture_output=True,
             text=True, timeout=120,
             env={**os.environ, "TIERLAKE_DATA_DIR": str(tmp_path), "TIERLAKE_WEB_PORT": str(port),
-                 "TIERLAKE_APP_PORT": "0", "TIERLAKE_PIPELINE__INTERVAL_SECONDS": "0"})
+                 "TIERLAKE_APP_PORT": "0", "TIERLAKE_PIPELINE__INTERVAL_SECONDS": "0",
+                 "TIERLAKE_FLEET__CONTROL_PORT": "0", "TIERLAKE_DNS__PORT": "0"})
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and f"port {port}" in errors[0] and "TIERLAKE_WEB_PORT" in errors[0]
     assert "Traceback" not in result.stderr
     # The app tier had started (it comes first): it was stopped, not orphaned.
-    started = re.findall(r"instance\.started .*pid=(\d+) tier=app", result.stderr)
-    assert started, result.stderr[-3000:]
+    started = re.findall(r"process\.started .*name=app/\S+ pid=(\d+)", result.stderr)
+    assert len(started) == 2, result.stderr[-3000:]
     assert not [p for p in map(int, started) if alive(p)]
-    assert re.search(r"instance\.stopped .*tier=app", result.stderr)
+    assert len(re.findall(r"process\.stopped .*name=app/", result.stderr)) == 2

@@ -346,7 +346,8 @@ class AutoScalingGroup:
         port = free_port(template.host)
         iid = new_instance_id()
         inst = GroupInstance(iid, template, template.host, port,
-                             Process(template.argv(port), template.env(port), name=iid),
+                             Process(template.argv(port), template.env(port),
+                                     name=f"{self.name}/{iid}"),
                              launch_time=self.clock())
         self.instances.append(inst)
         activity = self._record(f"Launching a new EC2 instance: {iid}", cause, iid)

@@ -246,8 +246,11 @@ class Supervisor:
             try:
                 await path.balancer.start()
             except OSError as exc:
+                port, why = path.tier.listener_port(self.settings), os.strerror(exc.errno or 0)
                 raise ConfigError(
-                    f"{exc.strerror}; or set {path.tier.port_variable}=<port>") from exc
+                    f"port {port} on {self.settings.host} is unavailable (wanted by the "
+                    f"{path.balancer.name} load balancer: {why}); stop the other process or "
+                    f"choose another port with {path.tier.port_variable}=<port>") from exc
             await path.group.start()
             path.policy.attach()
             await self._wait_healthy(path)
