@@ -11,14 +11,11 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 
-import dns.message
-import dns.rcode
-import dns.rrset
 import pytest
 
+from load.dns_answers import dns_server
 from tierlake.load.entry import LoadTargetError, check_target, resolve_entry_point
 
 
@@ -57,42 +54,14 @@ def test_loopback_targets_pass_and_remote_ones_need_the_flag() -> None:
 
 
 @pytest.fixture
-def dns_server() -> Iterator[tuple[int, dict[str, list[str]]]]:
-    """A UDP DNS server on loopback answering from ``records`` ("name TYPE" -> values)."""
-    records: dict[str, list[str]] = {}
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.settimeout(0.2)
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                wire, peer = sock.recvfrom(4096)
-            except TimeoutError:
-                continue
-            query = dns.message.from_wire(wire)
-            answer = dns.message.make_response(query)
-            question = query.question[0]
-            key = f"{question.name.to_text().lower()} {dns.rdatatype.to_text(question.rdtype)}"
-            if key in records:
-                answer.answer.append(dns.rrset.from_text_list(
-                    question.name, 5, "IN", question.rdtype, records[key]))
-            else:
-                answer.set_rcode(dns.rcode.NXDOMAIN)
-            sock.sendto(answer.to_wire(), peer)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield sock.getsockname()[1], records
-    stop.set()
-    thread.join(5)
-    sock.close()
+def dns() -> Iterator[tuple[int, dict[str, list[str]]]]:
+    with dns_server() as server:
+        yield server
 
 
 def test_the_shop_is_found_by_its_a_and_srv_records(
-        dns_server: tuple[int, dict[str, list[str]]]) -> None:
-    port, records = dns_server
+        dns: tuple[int, dict[str, list[str]]]) -> None:
+    port, records = dns
     records["shop.tierlake.test. A"] = ["127.0.0.2"]
     records["_http._tcp.shop.tierlake.test. SRV"] = ["0 10 18080 shop.tierlake.test."]
     entry = resolve_entry_point("tierlake.test", port, fallback_host="127.0.0.1",
@@ -102,8 +71,8 @@ def test_the_shop_is_found_by_its_a_and_srv_records(
     assert "SRV" in entry.note
 
 
-def test_without_srv_the_web_port_is_used(dns_server: tuple[int, dict[str, list[str]]]) -> None:
-    port, records = dns_server
+def test_without_srv_the_web_port_is_used(dns: tuple[int, dict[str, list[str]]]) -> None:
+    port, records = dns
     records["shop.tierlake.test. A"] = ["127.0.0.3"]
     entry = resolve_entry_point("tierlake.test", port, fallback_host="127.0.0.1",
                                 fallback_port=8123)
