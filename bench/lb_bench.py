@@ -19,9 +19,10 @@ Measured, for a static file of the web tier (``/static/style.css``) and the cata
 1. peak: wrk unpaced (``-c`` connections) for ``--duration`` s after a warm-up: req/s and
    p50/p99, and the CPU the balancer process used per request;
 2. at half of peak: the same requests offered at 0.5 x the lowest peak of the three paths
-   (so no path is saturated), paced by ``lb_get.lua``'s ``delay()`` (exponential pauses per
-   connection: Poisson arrivals; wrk has no rate limit of its own and wrk2 is not packaged
-   here); the latency a balancer adds is its p50/p99 minus the direct path's;
+   (so no path is saturated), as many rounds, medians of p50 and p99, paced by
+   ``lb_get.lua``'s ``delay()`` (exponential pauses per connection: Poisson arrivals; wrk
+   has no rate limit of its own and wrk2 is not packaged here); the latency a balancer
+   adds is its p50/p99 minus the direct path's;
 3. a killed target: for profiles ``fast`` and ``alb``, with passive detection off (active
    health checks only) and on, a third app instance is registered next to app 1, traffic
    flows (about 20 req/s), the instance is SIGKILLed and the time until the target group
@@ -46,6 +47,7 @@ import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -63,6 +65,7 @@ from http_bench import _die_with_parent, free_port, http, machine, run_wrk  # no
 HOST = "127.0.0.1"
 VENV_BIN = Path(sys.executable).parent
 PATHS = ("direct", "haproxy", "tierlake")
+AIMS = {"static": 0.30, "catalogue": 0.80}  # tierlake / HAProxy req/s (issue 9)
 ENDPOINTS = {  # name -> (tier, path, pages)
     "static": ("web", "/static/style.css", 0),
     "catalogue": ("app", "/api/v1/products?page_size=24", 10),
@@ -267,13 +270,20 @@ def bench_paths(urls: dict[str, dict[str, str]], lb_pids: dict[str, int], o: arg
                  for path, r in runs.items()}
         rate = 0.5 * min(p["rps"] for p in peaks.values())
         delay_ms = 1000.0 * o.paced_connections / rate
-        paced: dict[str, Any] = {}
-        for path in PATHS:
-            paced[path] = _wrk(urls[path][tier], endpoint, o.duration, o.paced_connections,
-                               mean_delay_ms=delay_ms)
-            p = paced[path]
-            say(f"{endpoint:9s} at {rate:6.0f}/s {path:8s} {p['rps']:8.1f} req/s  p50 "
-                f"{p['p50_ms']:6.2f} ms  p99 {p['p99_ms']:6.2f} ms  non-2xx {p['non2xx']}")
+        paced_runs: dict[str, list[dict[str, Any]]] = {path: [] for path in PATHS}
+        for rnd in range(o.rounds):
+            for path in PATHS if rnd % 2 == 0 else PATHS[::-1]:
+                paced_runs[path].append(_wrk(urls[path][tier], endpoint, o.duration,
+                                             o.paced_connections, mean_delay_ms=delay_ms))
+                p = paced_runs[path][-1]
+                say(f"{endpoint:9s} at {rate:6.0f}/s {path:8s} {p['rps']:8.1f} req/s  p50 "
+                    f"{p['p50_ms']:6.2f} ms  p99 {p['p99_ms']:6.2f} ms  non-2xx {p['non2xx']}")
+        # medians of each figure over the rounds (other work on the machine moves p99 most)
+        paced = {path: {"rps": statistics.median(r["rps"] for r in runs_),
+                        "p50_ms": statistics.median(r["p50_ms"] for r in runs_),
+                        "p99_ms": statistics.median(r["p99_ms"] for r in runs_),
+                        "non2xx": sum(r["non2xx"] for r in runs_), "rounds": runs_}
+                 for path, runs_ in paced_runs.items()}
         out[endpoint] = {"peak": peaks, "half_load": {"offered_rps": round(rate, 1),
                                                       "runs": paced}}
     return out
@@ -387,8 +397,23 @@ def render(results: dict[str, Any]) -> str:
     lines.append("")
     for endpoint, e in results.get("paths", {}).items():
         tl, hp = e["peak"]["tierlake"]["rps"], e["peak"]["haproxy"]["rps"]
-        lines.append(f"{endpoint}: tierlake / HAProxy req/s = {tl / hp:.2f}; half load offered "
-                     f"{e['half_load']['offered_rps']:.0f} req/s")
+        runs = e["half_load"]["runs"]
+        p50 = runs["tierlake"]["p50_ms"] - runs["direct"]["p50_ms"]
+        p99 = runs["tierlake"]["p99_ms"] - runs["direct"]["p99_ms"]
+        aim = AIMS[endpoint]
+        lines.append(
+            f"{endpoint}: tierlake / HAProxy req/s = {tl / hp:.2f} (aim >= {aim:.2f}: "
+            f"{'met' if tl / hp >= aim else 'missed'}); at half load "
+            f"({e['half_load']['offered_rps']:.0f} req/s offered) tierlake adds {p50:+.2f} ms "
+            f"p50 (aim <= +1: {'met' if p50 <= 1 else 'missed'}) and {p99:+.2f} ms p99 "
+            f"(aim <= +5: {'met' if p99 <= 5 else 'missed'}) over direct")
+    for r in results.get("killed_target", []):
+        if "error" not in r:
+            lines.append(
+                f"killed target, {r['profile']} "
+                f"{'with passive detection' if r['passive_detection'] else 'active checks only'}"
+                f": {r['seconds_in_rotation_after_kill']:.2f} s in rotation, "
+                f"{r['failed_requests']} of {r['requests']} requests failed")
     return "\n".join(lines)
 
 
@@ -398,7 +423,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="seconds per measurement [default: 8; 3 with --quick]")
     p.add_argument("--warmup", type=float, default=None,
                    help="unrecorded seconds before each peak run [default: 2; 1 with --quick]")
-    p.add_argument("--rounds", type=int, default=3,
+    p.add_argument("--rounds", type=int, default=None,
                    help="peak runs per path and endpoint, order alternating; the median "
                         "counts [%(default)s; 1 with --quick]")
     p.add_argument("--connections", type=int, default=32, help="wrk -c at peak [%(default)s]")
@@ -422,8 +447,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.duration = 3.0 if args.quick else 8.0
     if args.warmup is None:
         args.warmup = 1.0 if args.quick else 2.0
-    if args.quick:
-        args.rounds = 1
+    if args.rounds is None:
+        args.rounds = 1 if args.quick else 3
     if args.rounds < 1:
         p.error("--rounds is at least 1")
     if not 0 < args.duration <= 600 or not 0 <= args.warmup <= 60:
@@ -508,8 +533,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print()
-    if results.get("paths"):
-        print(render(results))
+    print(render(results))
     print(f"Results: {args.out}  ({results['elapsed_s']:.0f} s)")
     return 0
 
