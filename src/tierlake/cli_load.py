@@ -27,6 +27,7 @@ from tierlake.load.runner import (
     run_load,
     write_summary,
 )
+from tierlake.logging import configure_logging
 
 __all__ = ["load", "main"]
 
@@ -68,6 +69,7 @@ def load(
     except ValidationError as exc:
         raise TierlakeError(f"configuration is invalid ({exc.error_count()} problem(s)); run "
                             "`tierlake config show` to see which") from exc
+    configure_logging(settings.log_level, settings.log_format, "load")
     if host:
         target = EntryPoint(host.rstrip("/"), "", "--host")
     else:
