@@ -7,7 +7,10 @@ import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from targets_backends import Backend, anyio_backend, quick, settle, target, until, until_state
 
 from tierlake.edge.lb.model import PROFILES, Reason, TargetState
@@ -146,7 +149,7 @@ def test_alb_profile_equals_aws_defaults() -> None:
     assert (hc.interval_seconds, hc.timeout_seconds, hc.healthy_threshold,
             hc.unhealthy_threshold, hc.matcher) == (30, 5, 5, 2, "200")
     assert alb.deregistration_delay_seconds == 300
-    assert alb.algorithm == "round_robin" and alb.slow_start_seconds == 0
+    assert hc.path == "/" and alb.algorithm == "round_robin" and alb.slow_start_seconds == 0
 
 
 def ids(group: TargetGroup, n: int, exclude: frozenset[str] = frozenset()) -> list[str]:
@@ -383,10 +386,12 @@ async def test_a_failing_callback_does_not_stop_the_others(backend: Make) -> Non
         raise RuntimeError("observer bug")
 
     group.on_change(broken)
-    group.on_change(lambda t, old, new: seen.append(str(new)))
+    unsubscribe = group.on_change(lambda t, old, new: seen.append(str(new)))
     await settle(group, a)
+    unsubscribe()
+    group.report_connect_failure(target(group, "a"))
     await group.stop()
-    assert seen == ["healthy"]
+    assert seen == ["healthy"]  # not told of the change after unsubscribing
 
 
 def test_bad_input_is_refused_with_a_reason() -> None:
@@ -401,3 +406,104 @@ def test_bad_input_is_refused_with_a_reason() -> None:
         TargetGroup("web", quick(algorithm="fastest"))
     assert group.health("nobody") == (TargetState.UNUSED, Reason.NOT_REGISTERED,
                                       "Target is not registered to the target group")
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(weights=st.lists(st.integers(1, 12), min_size=1, max_size=6),
+       cycles=st.integers(1, 3))
+def test_round_robin_gives_each_target_exactly_its_weight(weights: list[int],
+                                                          cycles: int) -> None:
+    """Over sum(weights) picks, smooth weighted round robin serves each target exactly its
+    weight, and at every point of the sequence each target is less than one request away
+    from its exact share (no bursts)."""
+    group = TargetGroup("web", quick())
+    for i, w in enumerate(weights):
+        group.register(f"t{i}", "127.0.0.1", 1000 + i, weight=w)  # unchecked: fail open
+    picks = ids(group, sum(weights) * cycles)
+    assert Counter(picks) == {f"t{i}": w * cycles for i, w in enumerate(weights)}
+    total, served = sum(weights), Counter[str]()
+    for k, picked in enumerate(picks, start=1):
+        served[picked] += 1
+        assert all(abs(served[f"t{i}"] - k * w / total) < 1 for i, w in enumerate(weights))
+
+
+@settings(max_examples=100, deadline=None, derandomize=True)
+@given(ops=st.lists(st.tuples(st.sampled_from(["fail", "weight0", "weight1", "exclude",
+                                               "drain"]),
+                              st.integers(0, 4)), max_size=20))
+def test_pick_never_returns_excluded_draining_or_weightless(
+        ops: list[tuple[str, int]]) -> None:
+    async def run() -> None:
+        group = TargetGroup("web", quick(deregistration_delay_seconds=60))
+        for i in range(5):
+            group.register(f"t{i}", "127.0.0.1", 1000 + i)  # unchecked: fail open
+        excluded: set[str] = set()
+        for op, i in ops:
+            t = group.get(f"t{i}")
+            if t is None or t.state is TargetState.DRAINING:
+                continue
+            if op == "fail":
+                group.report_connect_failure(t)
+            elif op == "weight0":
+                group.set_weight(t.id, 0)
+            elif op == "weight1":
+                group.set_weight(t.id, 1)
+            elif op == "exclude":
+                excluded.add(t.id)
+            else:  # a request in flight keeps it draining
+                group.acquire(t)
+                asyncio.get_running_loop().create_task(group.deregister(t.id))
+                await asyncio.sleep(0)
+                assert t.state is TargetState.DRAINING
+            allowed = {x.id for x in group.targets if x.weight > 0 and x.id not in excluded
+                       and x.state is not TargetState.DRAINING}
+            picked = group.pick(excluded)
+            if allowed:
+                assert picked is not None and picked.id in allowed
+            else:
+                assert picked is None
+        await group.stop()
+        assert all(x.state is not TargetState.DRAINING for x in group.targets)
+
+    asyncio.run(run())
+
+
+async def test_no_request_fails_when_a_target_dies_and_comes_back(backend: Make) -> None:
+    """The proxy's use of the group: pick, acquire, send, release; a refused connection is
+    reported and the request tried on another target. A killed target costs no request and
+    gets traffic again once its checks pass."""
+    a, b = await backend("a"), await backend("b")
+    group = TargetGroup("web", quick())
+    await settle(group, a, b)
+
+    async def send(client: httpx.AsyncClient) -> str:
+        tried: set[str] = set()
+        while True:
+            t = group.pick(tried)
+            assert t is not None, f"no target left after trying {sorted(tried)}"
+            group.acquire(t)
+            try:
+                response = await client.get(f"http://{t.host}:{t.port}/page")
+            except httpx.ConnectError:
+                group.report_connect_failure(t)
+                tried.add(t.id)
+                continue
+            finally:
+                group.release(t)
+            return response.text
+
+    try:
+        async with httpx.AsyncClient(trust_env=False) as client:
+            assert Counter([await send(client) for _ in range(10)]) == {"a": 5, "b": 5}
+            await a.stop()
+            assert [await send(client) for _ in range(10)] == ["b"] * 10
+            assert group.health("a")[0] is TargetState.UNHEALTHY
+            revived = await Backend("a", port=a.port).start()
+            try:
+                await until_state(group, "a", TargetState.HEALTHY)
+                served = Counter([await send(client) for _ in range(10)])
+                assert served["a"] >= 4 and served["b"] >= 4
+            finally:
+                await revived.stop()
+    finally:
+        await group.stop()

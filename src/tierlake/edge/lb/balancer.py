@@ -5,8 +5,10 @@
 ``host`` says) and its ``idle_timeout.timeout_seconds`` attribute (default 60 s). A
 :class:`Listener` stands for ``CreateListener`` on protocol HTTP: a port, its rules and a
 default action. Target groups are referenced by the actions; ``start`` starts each one
-(health checks) and binds the listeners, ``stop`` stops accepting, lets requests in flight
-finish for up to ``drain_seconds`` and then closes what is left.
+(health checks; ``manage_target_groups=False`` leaves that to the caller, e.g. for groups
+shared by two balancers) and binds the listeners, ``stop`` stops accepting, lets requests in
+flight finish for up to ``drain_seconds``, closes what is left and stops the groups it
+started.
 
 AWS documentation followed: "Application Load Balancers" (scheme, idle timeout) and
 "Listeners for your Application Load Balancers".
@@ -25,7 +27,8 @@ from typing import Literal
 import structlog
 
 from tierlake.edge.lb.model import RequestObserver
-from tierlake.edge.lb.proxy import ClientConnection, ListenerContext
+from tierlake.edge.lb.proxy import ClientConnection
+from tierlake.edge.lb.request import ListenerContext
 from tierlake.edge.lb.rules import Action, Rule, RuleSet
 from tierlake.edge.lb.targets import TargetGroup
 from tierlake.edge.lb.upstream import UpstreamPool
@@ -59,8 +62,8 @@ class LoadBalancer:
 
     def __init__(self, name: str, *, scheme: Scheme = "internet-facing",
                  host: str = "127.0.0.1", listeners: list[Listener],
-                 observers: Iterable[RequestObserver] = (), idle_timeout: float = 60.0
-                 ) -> None:
+                 observers: Iterable[RequestObserver] = (), idle_timeout: float = 60.0,
+                 manage_target_groups: bool = True) -> None:
         if not name or len(name) > 32 or not all(c.isalnum() or c == "-" for c in name) or (
                 name.startswith("-") or name.endswith("-")):
             raise ValueError(f"load balancer name {name!r}: 1-32 letters, digits and hyphens, "
@@ -81,6 +84,7 @@ class LoadBalancer:
         self.observers = list(observers)
         self.idle_timeout = idle_timeout
         self.pool = UpstreamPool()
+        self.manage_target_groups = manage_target_groups
         self._started_groups: list[TargetGroup] = []
 
     @property
@@ -98,9 +102,10 @@ class LoadBalancer:
 
     async def start(self) -> None:
         """Start the target groups' health checks and bind every listener."""
-        for tg in self.target_groups:
-            await tg.start()
-            self._started_groups.append(tg)
+        if self.manage_target_groups:
+            for tg in self.target_groups:
+                await tg.start()
+                self._started_groups.append(tg)
         loop = asyncio.get_running_loop()
         try:
             for listener in self.listeners:

@@ -275,9 +275,12 @@ class TargetGroup:
                         in_flight=target.in_flight,
                         delay=self.settings.deregistration_delay_seconds)
         finally:
-            if self._drained.get(target.id) is event:  # else registered again meanwhile
-                del self._drains[target.id], self._drained[target.id]
-                self._remove(target)
+            self._finish_drain(target, event)
+
+    def _finish_drain(self, target: Target, event: asyncio.Event) -> None:
+        if self._drained.get(target.id) is event:  # else registered again meanwhile
+            del self._drains[target.id], self._drained[target.id]
+            self._remove(target)
 
     def _remove(self, target: Target) -> None:
         del self._targets[target.id]
@@ -411,9 +414,16 @@ class TargetGroup:
             out.append(row)
         return out
 
-    def on_change(self, callback: StateCallback) -> None:
-        """Call ``callback(target, old, new)`` on every state change of every target."""
+    def on_change(self, callback: StateCallback) -> Callable[[], None]:
+        """Call ``callback(target, old, new)`` on every state change of every target, until
+        the returned function is called. A callback that raises is logged and skipped."""
         self._callbacks.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._callbacks:
+                self._callbacks.remove(callback)
+
+        return unsubscribe
 
     # -- active checks ------------------------------------------------------------------
 
@@ -439,6 +449,8 @@ class TargetGroup:
         for drain in drains:
             drain.cancel()
         await asyncio.gather(*drains, return_exceptions=True)
+        for target_id, event in list(self._drained.items()):  # drains cancelled unstarted
+            self._finish_drain(self._targets[target_id], event)
         if self._owns_client and self._client is not None:
             await self._client.aclose()
             self._client, self._owns_client = None, False
