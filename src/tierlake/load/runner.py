@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -96,9 +97,12 @@ def run_load(plan: LoadPlan, console: Console) -> LoadSummary:
         log.debug("load.start", users=plan.users, duration_s=plan.duration_s,
                  target=plan.target.url, host_header=plan.target.host_header)
         with log_path.open("wb") as out:
+            # LOCUST_* variables would change the plan behind the user's back; the working
+            # directory is ours, so no locust.conf or pyproject.toml of the user's applies.
+            env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")}
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
                                     stderr=subprocess.STDOUT, start_new_session=True,
-                                    preexec_fn=die_with_parent, cwd=tmp)
+                                    preexec_fn=die_with_parent, cwd=tmp, env=env)
         if plan.web_ui:
             console.print(f"Locust's web UI: http://127.0.0.1:{plan.web_port}/", soft_wrap=True)
         samples: list[FleetSample] = []
