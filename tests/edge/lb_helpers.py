@@ -16,9 +16,10 @@ from tierlake.edge.lb.model import AccessLogEntry, HealthCheckSettings, TargetGr
 from tierlake.edge.lb.rules import Action, Forward, Rule
 from tierlake.edge.lb.targets import TargetGroup
 
-# Checks every 100 ms on /health: targets are healthy within a few tenths of a second.
+# Checks every 250 ms on /health: targets are healthy within a second, and a backend slowed
+# by a busy machine still answers within the timeout.
 QUICK = TargetGroupSettings(
-    health_check=HealthCheckSettings(path="/health", interval_seconds=0.1, timeout_seconds=0.08,
+    health_check=HealthCheckSettings(path="/health", interval_seconds=0.25, timeout_seconds=0.2,
                                      healthy_threshold=2, unhealthy_threshold=2),
     deregistration_delay_seconds=1.0)
 

@@ -124,6 +124,7 @@ class LoadBalancer:
                     functools.partial(ClientConnection, ctx), sock=sock, backlog=1024)
                 listener.port = ctx.port = sock.getsockname()[1]
                 listener._ctx = ctx
+                ctx.start_ticker()
                 log.info("lb.listener_started", lb=self.name, scheme=self.scheme,
                          address=f"{self.host}:{listener.port}")
         except BaseException:
@@ -156,6 +157,8 @@ class LoadBalancer:
                     async with asyncio.timeout(1.0):
                         await listener._server.wait_closed()
                 listener._server = None
+            if listener._ctx is not None:
+                listener._ctx.stop_ticker()
             listener._ctx = None
         self.pool.close()
         for tg in self._started_groups:

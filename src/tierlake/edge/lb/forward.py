@@ -252,7 +252,6 @@ class Exchange:
         return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
-
 class Attempt:
     """One try of a request on one target connection; relays the answer as it arrives.
 
@@ -279,13 +278,11 @@ class Attempt:
         self.sent_all = False
         self._interim = False
         self._out_chunked = False
-        self._close_after = False
         self._until_close = False
         self._done: asyncio.Future[str | None] = self.loop.create_future()
         self._last_rx = 0.0
         self._sent_at = 0.0
         self._head_at = 0.0
-        self._timer: asyncio.TimerHandle | None = None
         self._upstream_paused = False
         self._out: list[bytes] = []  # for the client, written once per read from the target
         self.reused = False  # on a pooled connection
@@ -297,7 +294,7 @@ class Attempt:
         up.requests += 1
         self.conn.attempt = self
         self._sent_at = self._last_rx = self.loop.time()
-        self._timer = self.loop.call_later(self.x.ctx.idle_timeout, self._timeout_check)
+        self.x.ctx.in_flight.add(self)
         if self.conn.write_paused:
             self.pause_upstream()
         up.write(head)
@@ -312,8 +309,7 @@ class Attempt:
         return await done
 
     def end(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+        self.x.ctx.in_flight.discard(self)
         self.conn.attempt = None
 
     async def _send_body(self) -> None:
@@ -370,6 +366,8 @@ class Attempt:
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        if self.finished:  # bytes after the answer: the connection is dropped anyway
+            return
         status = self.parser.get_status_code()
         if status < 200:  # interim answer (100 Continue): the client got ours already
             self._interim = True
@@ -493,18 +491,16 @@ class Attempt:
             if not self._done.done():
                 self._done.set_result(None)
 
-    def _timeout_check(self) -> None:
+    def check_timeout(self, now: float) -> None:
+        """The listener's tick: a target silent for the idle timeout is a 504."""
         if self.finished:
             return
         if self._upstream_paused:  # the client reads slowly; the target is not silent
-            self._last_rx = self.loop.time()
-        quiet = self.loop.time() - self._last_rx
+            self._last_rx = now
+        quiet = now - self._last_rx
         if quiet >= self.x.ctx.idle_timeout:
             log.warning("lb.target_timeout", target=self.target.id, seconds=round(quiet, 3))
             self._fail("timeout")
-        else:
-            self._timer = self.loop.call_later(self.x.ctx.idle_timeout - quiet,
-                                               self._timeout_check)
 
     def pause_upstream(self) -> None:
         t = self.upstream.transport

@@ -52,7 +52,6 @@ class _BadRequest(Exception):
     pass
 
 
-
 class ClientConnection(asyncio.Protocol):
     """One client's connection to a listener: parses its requests, answers them in order."""
 
@@ -342,6 +341,7 @@ class ClientConnection(asyncio.Protocol):
 
     def _complete(self, req: Request, entry: AccessLogEntry) -> None:
         entry.time = time.time()
+        entry.received_bytes = req.received  # the body counted as it came
         self.ctx.notify(entry)
         self._finished(req)
 

@@ -29,6 +29,8 @@ REPLAY_LIMIT = 64 * 1024  # a request body up to this is held for a retry
 class Relay(Protocol):
     """The attempt relaying a target's answer to the client."""
 
+    def check_timeout(self, now: float) -> None: ...
+
     def client_gone(self) -> None: ...
 
     def pause_upstream(self) -> None: ...
@@ -71,6 +73,28 @@ class ListenerContext:
     draining: bool = False
     connections: set[Downstream] = field(default_factory=set)
     on_empty: asyncio.Event = field(default_factory=asyncio.Event)
+    in_flight: set[Relay] = field(default_factory=set)  # attempts waiting on a target
+    _ticker: asyncio.TimerHandle | None = None
+
+    def start_ticker(self) -> None:
+        """Check the attempts in flight for the idle timeout a few times per timeout (one
+        timer per listener, not one per request: a silent target is a 504 within 1.25
+        times the timeout)."""
+        loop = asyncio.get_running_loop()
+        period = min(self.idle_timeout / 4, 1.0)
+
+        def tick() -> None:
+            now = loop.time()
+            for attempt in list(self.in_flight):
+                attempt.check_timeout(now)
+            self._ticker = loop.call_later(period, tick)
+
+        self._ticker = loop.call_later(period, tick)
+
+    def stop_ticker(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
 
     def notify(self, entry: AccessLogEntry) -> None:
         for observer in self.observers:
@@ -78,7 +102,6 @@ class ListenerContext:
                 observer.request_done(entry)
             except Exception:  # an observer's fault never breaks a request
                 log.exception("lb.observer_failed", observer=type(observer).__name__)
-
 
 
 class Request:
@@ -121,8 +144,9 @@ class Request:
             waiter.set_result(None)
 
 
-
 def new_entry(conn: Downstream, req: Request | None) -> AccessLogEntry:
+    """The access-log entry of a request as it arrives (None: one that could not be read,
+    logged as ALB logs it, ``"- - - -"``); the exchange fills in the rest."""
     ctx = conn.ctx
     if req is None:
         return AccessLogEntry(
@@ -149,7 +173,9 @@ def client_gone(entry: AccessLogEntry) -> None:
 
 
 def answer(conn: Downstream, req: Request, entry: AccessLogEntry, status: int,
-            body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+           body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    """An answer of the balancer itself (fixed response, redirect, error page); the
+    connection stays open unless the request or the balancer's state says otherwise."""
     close = not req.keep_alive or not req.body_done or conn.ctx.draining
     if close:
         req.keep_alive = False
@@ -162,7 +188,7 @@ def answer(conn: Downstream, req: Request, entry: AccessLogEntry, status: int,
 
 
 def answer_error(conn: Downstream, req: Request, entry: AccessLogEntry, status: int,
-                  error_reason: str) -> None:
+                 error_reason: str) -> None:
     answer(conn, req, entry, status, http.error_page(status),
-            [(b"Content-Type", b"text/html")])
+           [(b"Content-Type", b"text/html")])
     entry.error_reason = error_reason

@@ -56,7 +56,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self._wake(exc)
+        self._wake()
         handler, self.handler = self.handler, None
         if handler is not None:
             handler.upstream_lost(exc)
@@ -68,9 +68,9 @@ class UpstreamConnection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._write_paused = False
-        self._wake(None)
+        self._wake()
 
-    def _wake(self, exc: Exception | None) -> None:
+    def _wake(self) -> None:
         waiter, self._drain = self._drain, None
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
