@@ -369,6 +369,11 @@ def version() -> None:
     out.print(__version__)
 
 
+from tierlake.cli_load import load  # noqa: E402 - after the commands above, in --help's order
+
+app.command("load")(load)
+
+
 def main() -> None:
     from tierlake.pipeline.lock import EXIT_LOCKED, PipelineLockedError
 
