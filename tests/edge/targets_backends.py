@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,3 +139,21 @@ def target(group: TargetGroup, target_id: str) -> Target:
     found = group.get(target_id)
     assert found is not None, f"{target_id} is not registered in {group.name}"
     return found
+
+
+Make = Callable[[str], Awaitable["Backend"]]
+
+
+@pytest.fixture
+async def backend() -> AsyncIterator[Make]:
+    """Start backends by name; every one started is stopped after the test."""
+    started: list[Backend] = []
+
+    async def make(name: str) -> Backend:
+        b = await Backend(name).start()
+        started.append(b)
+        return b
+
+    yield make
+    for b in started:
+        await b.stop()

@@ -4,33 +4,27 @@ thresholds and matchers; checks of a hanging target do not hold up the others.""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import pytest
-from targets_backends import Backend, anyio_backend, dead_port, quick, target, until, until_state
+from targets_backends import (
+    Backend,
+    Make,
+    anyio_backend,
+    backend,
+    dead_port,
+    quick,
+    target,
+    until,
+    until_state,
+)
 
 from tierlake.edge.lb.health import MatcherError, parse_matcher
 from tierlake.edge.lb.model import HealthCheckSettings, Reason, TargetGroupSettings, TargetState
 from tierlake.edge.lb.targets import Target, TargetGroup
 
-__all__ = ["anyio_backend"]
+__all__ = ["anyio_backend", "backend"]
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
-
-Make = Callable[[str], Awaitable[Backend]]
-
-
-@pytest.fixture
-async def backend() -> AsyncIterator[Make]:
-    started: list[Backend] = []
-
-    async def make(name: str) -> Backend:
-        b = await Backend(name).start()
-        started.append(b)
-        return b
-
-    yield make
-    for b in started:
-        await b.stop()
 
 
 @pytest.fixture

@@ -5,35 +5,28 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from targets_backends import Backend, anyio_backend, quick, settle, target, until, until_state
+from targets_backends import (
+    Backend,
+    Make,
+    anyio_backend,
+    backend,
+    quick,
+    settle,
+    target,
+    until,
+    until_state,
+)
 
 from tierlake.edge.lb.model import PROFILES, Reason, TargetState
 from tierlake.edge.lb.targets import Target, TargetGroup, TargetGroupError
 
-__all__ = ["anyio_backend"]
+__all__ = ["anyio_backend", "backend"]
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
-
-Make = Callable[[str], Awaitable[Backend]]
-
-
-@pytest.fixture
-async def backend() -> AsyncIterator[Make]:
-    started: list[Backend] = []
-
-    async def make(name: str) -> Backend:
-        b = await Backend(name).start()
-        started.append(b)
-        return b
-
-    yield make
-    for b in started:
-        await b.stop()
 
 
 async def test_register_is_initial_then_healthy_and_idempotent(backend: Make) -> None:
