@@ -105,7 +105,9 @@ def test_alarm_states_and_reason_wording() -> None:
     _put(store, 10.0, T0 + 181)
     assert alarm.evaluate(store, T0 + 240)
     assert alarm.state == AlarmState.OK
-    assert alarm.state_reason.endswith("were not greater than the threshold (50.0).")
+    assert alarm.state_reason == (
+        "Threshold Crossed: 1 out of the last 3 datapoints [10.0 (01/12/26 08:03:00)] was not "
+        "greater than the threshold (50.0) (minimum 1 datapoint for ALARM -> OK transition).")
     assert [h.summary for h in alarm.history] == [
         "Alarm updated from ALARM to OK", "Alarm updated from INSUFFICIENT_DATA to ALARM"]
     # no data at all for three periods: INSUFFICIENT_DATA (treat missing data as missing)

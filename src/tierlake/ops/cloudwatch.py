@@ -429,7 +429,11 @@ class Alarm:
         if n_breaching >= m:
             shown = breaching if breaching else []
             return AlarmState.ALARM, self._reason(shown, n_breaching, len(points), m, True)
-        return AlarmState.OK, self._reason(present, len(present), len(points), m, False)
+        steady = [p for p in present if not self.breaching(p.value)]
+        if steady:
+            return AlarmState.OK, self._reason(steady, len(steady), len(points), m, False)
+        # Every datapoint received breaches, but too few periods had data to alarm.
+        return AlarmState.OK, self._reason(breaching, len(breaching), len(points), m, True)
 
     def _reason(self, shown: list[Datapoint], n: int, total: int, m: int, alarm: bool) -> str:
         listing = ", ".join(f"{_fmt_value(p.value)} ({_fmt_point_time(p.timestamp)})"
@@ -437,14 +441,19 @@ class Alarm:
         verb = "was" if n == 1 else "were"
         noun = "datapoint" if n == 1 else "datapoints"
         negation = "" if alarm else "not "
-        if total == m or not alarm:
+        # Every datapoint of the window named: "3 datapoints [...] were"; some of them: "1
+        # out of the last 3 datapoints [...] was", and the minimum the transition needed.
+        whole = (total == m) if alarm else (n == total)
+        if whole:
             head = f"Threshold Crossed: {n} {noun} [{listing}] {verb} {negation}"
         else:
             head = (f"Threshold Crossed: {n} out of the last {total} datapoints [{listing}] "
-                    f"{verb} ")
+                    f"{verb} {negation}")
         text = f"{head}{self.operator.words} the threshold ({_fmt_value(self.threshold)})"
         if alarm and total != m:
             text += f" (minimum {m} datapoints for OK -> ALARM transition)"
+        elif not whole:
+            text += " (minimum 1 datapoint for ALARM -> OK transition)"
         return text + "."
 
     def set_state(self, state: AlarmState, reason: str, now: float) -> None:
