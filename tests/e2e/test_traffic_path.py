@@ -100,6 +100,14 @@ def test_the_zone_answers_over_udp_and_tcp(system: System) -> None:
     # The name a shopper uses reaches the store through the internet-facing balancer.
     r = httpx.get(f"http://127.0.0.1:{web_port}/", headers={"Host": "shop.tierlake.test"})
     assert r.status_code == 200 and "tierlake" in r.text.lower()
+    # ... and both show in the control plane's Prometheus metrics, with AWS's names.
+    def exported() -> bool:
+        text = httpx.get(system.control_url + "/metrics", timeout=10).text
+        queries = [line for line in text.splitlines()
+                   if line.startswith("aws_route53_dns_queries_sum")]
+        return bool(queries) and float(queries[0].split()[-1]) >= 4 and \
+            'aws_applicationelb_request_count_sum{load_balancer="tierlake-web"' in text
+    _wait("the DNS queries and the request in /metrics", exported, system, timeout=30)
 
 
 def test_killed_instances_cost_no_request_and_are_replaced(system: System) -> None:

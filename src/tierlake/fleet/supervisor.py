@@ -304,6 +304,25 @@ class Supervisor:
                 if isinstance(observer, ElbMetrics):
                     self._tasks.append(asyncio.create_task(observer.run_sampler(),
                                                            name=f"{path.balancer.name}-metrics"))
+        if self.dns is not None:
+            self._tasks.append(asyncio.create_task(self._sample_dns(), name="dns-metrics"))
+
+    async def _sample_dns(self, interval: float = 1.0) -> None:
+        """Route 53's CloudWatch metrics: ``DNSQueries`` per hosted zone (a count per
+        sample) and, per health check, ``HealthCheckStatus`` (1 healthy, 0 not)."""
+        assert self.dns is not None
+        zone = {"HostedZoneId": self.settings.dns.zone}
+        seen = 0
+        while True:
+            await asyncio.sleep(interval)
+            total = sum(self.dns.counters.by_rcode.values())
+            self.metrics.put("AWS/Route53", "DNSQueries", total - seen, dimensions=zone,
+                             unit="Count")
+            seen = total
+            for check in self.dns_checks.list_health_checks():
+                self.metrics.put("AWS/Route53", "HealthCheckStatus",
+                                 1.0 if check.status == "Healthy" else 0.0,
+                                 dimensions={"HealthCheckId": check.id}, unit="None")
 
     async def _stop_watch(self) -> None:
         for task in self._tasks:
