@@ -127,6 +127,8 @@ def run_load(plan: LoadPlan, console: Console) -> LoadSummary:
             interrupted = True
             console.print("Stopping Locust (Ctrl-C)...")
             _stop(proc)
+        if not console.is_terminal:
+            console.print()  # off a terminal, Live's last frame ends without a newline
         code = proc.poll()
         if code not in (0, None) and not interrupted and not Path(f"{prefix}.json").exists():
             tail = log_path.read_text(errors="replace")[-3000:]
