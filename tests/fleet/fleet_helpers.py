@@ -50,13 +50,19 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
-async def answers(inst: GroupInstance) -> bool:
-    try:
-        async with httpx.AsyncClient() as client:
-            r = await client.get(f"http://{inst.host}:{inst.port}/", timeout=2.0)
-        return r.status_code == 200
-    except httpx.HTTPError:
-        return False
+async def answers(inst: GroupInstance, timeout: float = 20.0) -> bool:
+    """Whether the instance serves on its port within ``timeout``. With the EC2 health check
+    an instance is InService once its process runs, which may be before it listens."""
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient() as client:
+        while True:
+            try:
+                r = await client.get(f"http://{inst.host}:{inst.port}/", timeout=2.0)
+                return r.status_code == 200
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    return False
+                await asyncio.sleep(0.05)
 
 
 INSTANCE_SERVER = str(Path(__file__).with_name("instance_server.py"))
