@@ -171,7 +171,18 @@ class PipelineConfig(Section):
     interval_seconds: float = Field(
         300.0,
         ge=0,
-        description="`tierlake up` runs the pipeline this often; 0 turns the scheduler off.",
+        description="`tierlake up` runs the whole pipeline (extract of every source, every "
+                    "job, compaction and vacuum when due) this often; 0 turns the full runs off.",
+    )
+    micro_batch_seconds: float = Field(
+        2.0,
+        ge=0,
+        description=(
+            "Between full runs, `tierlake up` checks the store this often and, when a table "
+            "changed, extracts the store's changes and re-runs only the jobs that read the "
+            "changed tables (a micro-batch: an order reaches the dashboards in seconds). "
+            "Clickstream, access logs and vacuum wait for the full run. 0 turns it off."
+        ),
     )
     timeout_seconds: float = Field(
         default=3600.0,
@@ -238,12 +249,14 @@ class DnsConfig(Section):
 
 
 class FleetConfig(Section):
-    """The Auto Scaling groups of the web and app tiers, and the alarms that scale them."""
+    """The Auto Scaling groups of the web, app and BI tiers, and the alarms that scale them."""
 
     web_min: int = Field(2, ge=1, le=16, description="Minimum web instances.")
     web_max: int = Field(4, ge=1, le=16, description="Maximum web instances.")
     app_min: int = Field(2, ge=1, le=16, description="Minimum app instances.")
     app_max: int = Field(4, ge=1, le=16, description="Maximum app instances.")
+    bi_min: int = Field(1, ge=1, le=16, description="Minimum BI instances.")
+    bi_max: int = Field(2, ge=1, le=16, description="Maximum BI instances.")
     health_check_type: Literal["ELB", "EC2"] = Field(
         "ELB",
         description="Replace instances the load balancer finds unhealthy (ELB) or only dead "
@@ -278,7 +291,7 @@ class FleetConfig(Section):
 
     @model_validator(mode="after")
     def _min_not_above_max(self) -> FleetConfig:
-        for tier in ("web", "app"):
+        for tier in ("web", "app", "bi"):
             low, high = getattr(self, f"{tier}_min"), getattr(self, f"{tier}_max")
             if low > high:
                 raise ValueError(f"{tier}_min ({low}) is above {tier}_max ({high}); raise "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -134,6 +135,7 @@ def run_pipeline(settings: Settings, *, engine: str | None = None, master: str |
     engine_name = engine or settings.engine
     info = PipelineInfo(engine=engine_name)
     start = time.perf_counter()
+    began = datetime.now(UTC)  # the store is read after this: the curated zone's "as of"
     try:
         lake = Lake(settings.resolved_lake_url)
         if extract:
@@ -163,8 +165,13 @@ def run_pipeline(settings: Settings, *, engine: str | None = None, master: str |
         raise
     info.seconds = time.perf_counter() - start
     moved = {f"{t.source}/{t.table}": t.rows for t in info.extract.tables} if info.extract else {}
+    fresh: dict[str, str] = {}
+    if jobs:
+        fresh["curated_changed_at"] = datetime.now(UTC).isoformat()
+        if extract:
+            fresh["data_as_of"] = began.isoformat()
     write_status(settings, ok=True, error=None, engine=engine_name,
                  seconds=round(info.seconds, 2), extracted=moved,
-                 jobs={j.name: j.rows for j in info.jobs})
+                 jobs={j.name: j.rows for j in info.jobs}, **fresh)
     log.info("pipeline.done", engine=engine_name, seconds=round(info.seconds, 2))
     return info
