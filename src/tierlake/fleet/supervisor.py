@@ -2,12 +2,23 @@
 
 The default topology, built from the settings (sections ``lb``, ``dns``, ``fleet``)::
 
-    DNS (Route 53: shop.<zone>, internal-app.<zone>)            dns.port, UDP and TCP
+    DNS (Route 53: shop.<zone>, internal-app.<zone>, bi.<zone>)  dns.port, UDP and TCP
       -> internet-facing load balancer `tierlake-web`             web_port
-        -> target group `web` <- Auto Scaling group `web`          (min fleet.web_min)
+        rule 10: path-pattern /bi, /bi/* -> target group `bi` (below)
+        default -> target group `web` <- Auto Scaling group `web`  (min fleet.web_min)
           -> internal load balancer `tierlake-app`                app_port
             -> target group `app` <- Auto Scaling group `app`      (min fleet.app_min)
+    internet-facing load balancer `tierlake-bi`                   bi_port
+      -> target group `bi` <- Auto Scaling group `bi`              (min fleet.bi_min)
     CloudWatch metric store + alarm evaluator; the control API and page on fleet.control_port
+
+The BI tier (QuickSight's role, when the tier registry has it) is reached two ways: under the
+store's own address at ``/bi`` (a listener rule of the web balancer forwards it to the BI
+target group, paths unchanged, as an ALB does; the BI app serves every route under ``/bi``),
+and on ``bi_port`` through a balancer of its own in front of the same target group, so the
+tier stays reachable when the web tier is down and ``tierlake serve bi`` and `up` agree on
+its port. One target group, one Auto Scaling group: both listeners reach the same
+instances, health-checked once.
 
 Each Auto Scaling group runs `tierlake serve <tier> --port N` processes of its launch
 template on free ports and registers them in its target group; the web tier's instances
@@ -53,7 +64,7 @@ from tierlake.edge.dns import (
 from tierlake.edge.lb.accesslog import AccessLogWriter
 from tierlake.edge.lb.balancer import Listener, LoadBalancer
 from tierlake.edge.lb.model import PROFILES, RequestObserver, TargetGroupSettings
-from tierlake.edge.lb.rules import Forward
+from tierlake.edge.lb.rules import Forward, PathPattern, Rule
 from tierlake.edge.lb.targets import TargetGroup
 from tierlake.errors import ConfigError, TierlakeError
 from tierlake.fleet.asg import AutoScalingError, AutoScalingGroup
@@ -83,6 +94,14 @@ from tierlake.pipeline.scheduler import PipelineScheduler
 
 log = structlog.get_logger(__name__)
 DRAIN_SECONDS = 10.0  # how long a stopping load balancer lets requests in flight finish
+
+# How the traffic path exposes the tiers beyond each one's own listener. The app tier is
+# called by the web tier only: its balancer is internal. The front tier's balancer carries
+# path rules (ALB's path-pattern conditions, ``CreateRule``) for tiers a browser reaches under
+# the store's own address: rule priority and patterns per tier.
+INTERNAL_TIERS = frozenset({"app"})
+FRONT_TIER = "web"
+PATH_RULES: dict[str, tuple[int, tuple[str, ...]]] = {"bi": (10, ("/bi", "/bi/*"))}
 
 
 class Component(Protocol):
@@ -140,8 +159,10 @@ class Supervisor:
         self.paths: dict[str, TierPath] = {}
         self.components: list[Component] = []
         tg_settings = target_group_settings(settings)
-        for tier in TIERS.values():  # dependency order: app before web
-            path = self._tier_path(tier, tg_settings)
+        tiers = start_order(TIERS.values())
+        groups = {tier.name: TargetGroup(tier.name, tg_settings) for tier in tiers}
+        for tier in tiers:  # dependency order: app and bi before web
+            path = self._tier_path(tier, groups)
             self.paths[tier.name] = path
             self.components += [
                 _Step(f"{tier.name} target group", path.target_group.start,
@@ -171,17 +192,19 @@ class Supervisor:
 
     # -- building --------------------------------------------------------------------------
 
-    def _tier_path(self, tier: Tier, tg_settings: TargetGroupSettings) -> TierPath:
+    def _tier_path(self, tier: Tier, groups: dict[str, TargetGroup]) -> TierPath:
         s, fleet = self.settings, self.settings.fleet
-        target_group = TargetGroup(tier.name, tg_settings)
+        target_group = groups[tier.name]
         name = f"tierlake-{tier.name}"
         observers: list[RequestObserver] = [ElbMetrics(self.metrics, name, [target_group])]
         if s.lb.access_logs:
             observers.append(AccessLogWriter(s.resolved_access_logs_dir, name,
                                              rotate_seconds=s.lb.access_logs_rotate_seconds))
+        rules = front_rules(groups) if tier.name == FRONT_TIER else []
         balancer = LoadBalancer(
-            name, scheme="internal" if tier.calls is None else "internet-facing", host=s.host,
-            listeners=[Listener(tier.listener_port(s), [], Forward.to(target_group))],
+            name, scheme="internal" if tier.name in INTERNAL_TIERS else "internet-facing",
+            host=s.host,
+            listeners=[Listener(tier.listener_port(s), rules, Forward.to(target_group))],
             observers=observers, idle_timeout=s.lb.idle_timeout_seconds,
             manage_target_groups=False)
         environment: dict[str, str] = {}
@@ -198,7 +221,7 @@ class Supervisor:
             health_check_grace_period=fleet.health_check_grace_seconds,
             default_instance_warmup=fleet.instance_warmup_seconds,
             default_cooldown=fleet.cooldown_seconds, metrics=self.metrics)
-        if tier.calls is None:  # the app tier: as many requests per instance as it can take
+        if tier.name in INTERNAL_TIERS:  # the app tier: as many requests per instance as it takes
             policy = TargetTrackingPolicy(
                 group, f"{tier.name}-requests", "ALBRequestCountPerTarget",
                 fleet.target_requests_per_target, resource_label=target_group.name,
@@ -230,13 +253,17 @@ class Supervisor:
                     f"{path.balancer.name}.elb.{s.dns.zone}", True, address,
                     has_healthy(path.target_group))))
 
-        zone.change([
+        changes = [
             alias("shop", web), alias("internal-app", app),
             record("_http._tcp.shop", "SRV", (f"0 1 {s.web_port} shop.{s.dns.zone}",)),
             record("_http._tcp.internal-app", "SRV",
                    (f"0 1 {s.app_port} internal-app.{s.dns.zone}",)),
             record("www", "CNAME", (f"shop.{s.dns.zone}",)),
-        ])
+        ]
+        if "bi" in self.paths:
+            changes += [alias("bi", self.paths["bi"]),
+                        record("_http._tcp.bi", "SRV", (f"0 1 {s.bi_port} bi.{s.dns.zone}",))]
+        zone.change(changes)
         return zone
 
     # -- starting and stopping ---------------------------------------------------------------
@@ -332,6 +359,15 @@ class Supervisor:
 
     def url(self, tier: str) -> str:
         return self.paths[tier].url
+
+    def banner_lines(self) -> list[str]:
+        """What `tierlake up` adds to its banner for the tiers beyond web and app (plain text:
+        no markup)."""
+        if "bi" not in self.paths:
+            return []
+        fleet = self.settings.fleet
+        return [f"BI (dashboards): {self.url(FRONT_TIER)}/bi/ (also {self.url('bi')}/bi/); "
+                f"{fleet.bi_min}-{fleet.bi_max} instances; log in as the admin above"]
 
     def run(self, on_ready: Callable[[], None] | None = None) -> None:
         """Start everything and supervise until SIGINT/SIGTERM (on uvloop when installed)."""
@@ -457,6 +493,32 @@ class Supervisor:
 
     def metric_series(self) -> Iterable[MetricSeries]:
         return self.metrics.series()
+
+
+def start_order(tiers: Iterable[Tier]) -> list[Tier]:
+    """The tiers in the order they start: each after the tier it calls, and the front tier
+    after the tiers its path rules forward to (its rules need their target groups)."""
+    pending = list(tiers)
+    names = {t.name for t in pending}
+    needs = {t.name: ({t.calls[0]} if t.calls else set()) & names for t in pending}
+    if FRONT_TIER in needs:
+        needs[FRONT_TIER] |= set(PATH_RULES) & names
+    order: list[Tier] = []
+    while pending:
+        ready = next((t for t in pending if needs[t.name] <= {o.name for o in order}), None)
+        if ready is None:
+            raise ConfigError(f"the tiers {[t.name for t in pending]} call each other in a "
+                              "circle; fix the tier registry (tierlake.fleet.tiers)")
+        order.append(ready)
+        pending.remove(ready)
+    return order
+
+
+def front_rules(groups: dict[str, TargetGroup]) -> list[Rule]:
+    """The front balancer's listener rules: each routed tier's path patterns forward to its
+    target group (paths unchanged); what matches none goes to the front tier's group."""
+    return [Rule(priority, [PathPattern(patterns)], Forward.to(groups[name]))
+            for name, (priority, patterns) in sorted(PATH_RULES.items()) if name in groups]
 
 
 class _Step:

@@ -206,6 +206,12 @@ def _extract_and_run(settings: Settings, info: MicroBatchInfo) -> None:
 def serve(settings: Settings, requests: Any, replies: Any) -> None:
     """The worker's loop: a JSON line in (``{"next_refresh_at": ...}``) runs one batch, whose
     :class:`MicroBatchInfo` goes out as a JSON line; end of input ends the worker."""
+    # Import what a batch with jobs needs now, not on the first order (2-3 s on 2 vCPUs).
+    import tierlake.analytics.runner
+    import tierlake.lake.extract  # noqa: F401
+    from tierlake.analytics.engines import create_engine
+
+    create_engine("duckdb").close()
     probe = ChangeProbe(settings.resolved_database_url, settings.extract.exclude)
     try:
         for line in requests:
