@@ -166,6 +166,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
             yield
         finally:
             users.dispose()
+            close = getattr(app.state.engine, "close", None)
+            if callable(close):
+                close()
 
     app = FastAPI(
         title="tierlake BI API",

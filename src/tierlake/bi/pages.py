@@ -185,7 +185,7 @@ def dashboard_page(request: Request, dashboard_id: str, who: Who) -> Response:
             "end": params.get("end", ""),
             "chosen": set(",".join(request.query_params.getlist("category")).split(","))}
     try:
-        filters = parse(engine, dashboard, params)
+        filters = parse(engine, dashboard, params, who)
     except ApiError as exc:
         return render(request, "dashboard.html", {**base, "error": exc.message, "slots": [],
                                                   "filters": None}, 400)
@@ -234,11 +234,8 @@ def sql_page(request: Request, who: Who,
 
 def _tables(request: Request) -> list[Any]:
     """The curated tables the SQL page may read (the engine's catalog, when it has one)."""
-    engine = engine_of(request)
-    catalog = getattr(engine, "catalog", None)
-    if callable(catalog):
-        return list(catalog())
-    return []
+    listed = getattr(engine_of(request), "sql_tables", None)
+    return list(listed()) if callable(listed) else []
 
 
 @router.get("/users")
