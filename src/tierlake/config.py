@@ -172,7 +172,8 @@ class PipelineConfig(Section):
         300.0,
         ge=0,
         description="`tierlake up` runs the whole pipeline (extract of every source, every "
-                    "job, compaction and vacuum when due) this often; 0 turns the full runs off.",
+                    "job, compaction and vacuum when due) this often; 0 turns the scheduler "
+                    "off (micro-batches included).",
     )
     micro_batch_seconds: float = Field(
         2.0,
@@ -181,7 +182,8 @@ class PipelineConfig(Section):
             "Between full runs, `tierlake up` checks the store this often and, when a table "
             "changed, extracts the store's changes and re-runs only the jobs that read the "
             "changed tables (a micro-batch: an order reaches the dashboards in seconds). "
-            "Clickstream, access logs and vacuum wait for the full run. 0 turns it off."
+            "Clickstream, access logs and vacuum wait for the full run. 0 turns "
+            "micro-batches off."
         ),
     )
     timeout_seconds: float = Field(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
+import signal
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -190,35 +190,36 @@ def test_store_jobs_are_those_on_changed_store_tables_only() -> None:
     assert store_jobs({"carts"}) == [] and store_jobs(set()) == []
 
 
-def test_the_scheduler_brings_an_order_in_between_full_runs(settings: Settings,
-                                                            shop: TestClient) -> None:
-    """Under the scheduler (micro-batches only here: the lake is built), the worker process
-    picks up an order; stopping the scheduler ends the worker."""
-    scheduled = Settings(pipeline={"interval_seconds": 0, "micro_batch_seconds": 0.5})
+def test_the_schedulers_worker_brings_an_order_in_and_is_replaced_when_it_dies(
+        settings: Settings, shop: TestClient) -> None:
+    """The scheduler's micro-batch worker (a real child process, driven over its pipe) picks
+    up an order; killed, it is replaced on the next batch; stopping the scheduler ends it. (The loop that alternates full runs and batches runs under
+    `tierlake up` in tests/e2e/test_bi_freshness.py.)"""
+    scheduled = Settings(pipeline={"interval_seconds": 3600, "micro_batch_seconds": 0.5})
     lake = Lake(settings.resolved_lake_url)
-    before = revenue(lake)
 
-    async def run() -> tuple[float, int | None]:
+    async def run() -> tuple[int, int]:
         scheduler = PipelineScheduler(scheduled)
-        await scheduler.start()
         try:
-            deadline = time.monotonic() + 120  # the worker starts and looks once
-            while not read_status(scheduled).get("micro_batch"):
-                assert time.monotonic() < deadline, read_status(scheduled)
-                await asyncio.sleep(0.2)
+            assert (await scheduler.micro_once()) is not None  # the worker's first look
+            first = scheduler.worker_pid
+            assert first is not None
+            before = revenue(lake)
             order = place_order(shop)
-            placed = time.monotonic()
+            result = await scheduler.micro_once()
+            assert result is not None and "orders" in result["changed"], result
             goods = sum(line["line_total_cents"] for line in order["lines"])
-            while revenue(lake) < before + goods:
-                assert time.monotonic() < placed + 60, read_status(scheduled)
-                await asyncio.sleep(0.2)
             assert revenue(lake) == before + goods
-            return time.monotonic() - placed, scheduler.worker_pid
+            os.killpg(first, signal.SIGKILL)
+            await asyncio.sleep(0.2)
+            again = await scheduler.micro_once()  # by a new worker
+            assert again is not None and again["ok"], again
+            second = scheduler.worker_pid
+            assert second is not None and second != first
+            return first, second
         finally:
             await scheduler.stop()
 
-    seconds, worker = asyncio.run(run())
-    print(f"order in the curated zone {seconds:.1f} s after it was placed")
-    assert worker is not None
-    with pytest.raises(ProcessLookupError):
-        os.killpg(worker, 0)  # the worker and its group are gone
+    for worker in asyncio.run(run()):
+        with pytest.raises(ProcessLookupError):
+            os.killpg(worker, 0)  # each worker and its group are gone

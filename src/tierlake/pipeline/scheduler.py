@@ -56,7 +56,8 @@ class PipelineScheduler:
 
     @property
     def enabled(self) -> bool:
-        return self.interval > 0 or self.micro > 0
+        """Full runs on; micro-batches run between them (an interval of 0 turns both off)."""
+        return self.interval > 0
 
     async def start(self) -> None:
         if not self.enabled:
@@ -68,8 +69,8 @@ class PipelineScheduler:
 
     async def _loop(self) -> None:
         # First run soon after start, so a fresh system has a lake to look at.
-        await asyncio.sleep(min(5.0, self.interval or self.micro))
-        next_full = time.monotonic() if self.interval > 0 else float("inf")
+        await asyncio.sleep(min(5.0, self.interval))
+        next_full = time.monotonic()
         while not self._stopping:
             now = time.monotonic()
             if now >= next_full:
@@ -95,6 +96,9 @@ class PipelineScheduler:
         if self._stopping:
             return None
         worker = self._worker
+        if worker is not None and worker.returncode is not None:  # died between batches
+            log.warning("pipeline.micro_batch_worker_exited", pid=worker.pid,
+                        code=worker.returncode)
         if worker is None or worker.returncode is not None:
             worker = self._worker = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "tierlake.pipeline.microbatch",
