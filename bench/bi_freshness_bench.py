@@ -127,10 +127,11 @@ def _micro_batches(log: Path) -> list[dict[str, Any]]:
     return found
 
 
-def run(orders: int, poll: float, seed: int) -> dict[str, Any]:
+def run(orders: int, poll: float, seed: int, keep: Path | None) -> dict[str, Any]:
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory(prefix="bi-fresh-bench-") as tmp:
-        data_dir = Path(tmp) / "var"
+        data_dir = (keep or Path(tmp)) / "var"
+        data_dir.parent.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
         system = System(data_dir)
         try:
@@ -141,22 +142,27 @@ def run(orders: int, poll: float, seed: int) -> dict[str, Any]:
             r = bi.post("/bi/api/session", json={"email": ADMIN_EMAIL,
                                                  "password": ADMIN_PASSWORD})
             r.raise_for_status()
-            _wait("the Sales dashboard (the first full run)",
-                  lambda: _orders_tile(bi, date.today()) is not None, 600, system.log)
-            time.sleep(3)  # the first micro-batch has looked at the store
+            status = data_dir / "pipeline" / "status.json"
+            _wait("the first full run and the micro-batch worker's first look",
+                  lambda: status.exists() and "micro_batch" in json.loads(status.read_text()),
+                  900, system.log)
+            print(f"first full run done, micro-batches running, "
+                  f"{time.monotonic() - started:.0f} s after start", flush=True)
             shop = httpx.Client(base_url=system.app, timeout=30)
             r = shop.post("/api/v1/auth/register", json={
                 "email": f"bench-{uuid.uuid4().hex[:8]}@example.com",
                 "password": "password-123", "name": "Bench Shopper"})
             r.raise_for_status()
             auth = {"Authorization": f"Bearer {r.json()['token']}"}
+            listed = shop.get("/api/v1/products", params={"limit": 100}).json()["items"]
+            products = [p["id"] for p in listed if p.get("stock", 1) > 20]
             seconds: list[float] = []
             for n in range(orders):
                 time.sleep(rng.uniform(0.0, 2.0))
                 day = date.today()
                 before = _orders_tile(bi, day)
                 assert before is not None
-                shop.put(f"/api/v1/cart/items/{rng.randint(1, 240)}", json={"quantity": 1},
+                shop.put(f"/api/v1/cart/items/{rng.choice(products)}", json={"quantity": 1},
                          headers=auth).raise_for_status()
                 placed = time.monotonic()
                 r = shop.post("/api/v1/orders", json=SHIPPING,
@@ -186,8 +192,10 @@ def main() -> None:
     parser.add_argument("--poll", type=float, default=0.1,
                         help="seconds between two reads of the dashboard's JSON")
     parser.add_argument("--seed", type=int, default=10)
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="run in this folder and keep it (data and up.log) afterwards")
     args = parser.parse_args()
-    result = run(args.orders, args.poll, args.seed)
+    result = run(args.orders, args.poll, args.seed, args.keep)
     batch_seconds = [b["seconds"] for b in result["micro_batches"] if b["seconds"]]
     p50, p95 = result["p50"], result["p95"]
     print(f"\norder-to-dashboard seconds over {result['orders']} orders: p50 {p50:.2f}, "

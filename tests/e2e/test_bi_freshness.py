@@ -9,6 +9,7 @@ and micro-batches) on free ports, on a small seeded store.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -91,10 +92,10 @@ def test_an_order_shows_on_the_sales_dashboard_in_seconds(system: tuple[System, 
     running, _ = system
     bi = _bi_session(running.web_url, running)  # through the web balancer's /bi rule
     today = date.today()
-    _wait("the Sales dashboard answered (the first full run)",
-          lambda: _kpi(bi, "orders", today) is not None, running, timeout=240)
-    # Let the first micro-batch pass, so the baseline is the store as it is now.
-    time.sleep(3)
+    status = running.data_dir / "pipeline" / "status.json"
+    _wait("the first full run, then the micro-batch worker's first look",
+          lambda: status.exists() and "micro_batch" in json.loads(status.read_text()), running,
+          timeout=300)
     before_orders, before_revenue = _kpi(bi, "orders", today), _kpi(bi, "revenue", today)
     order = _place_order(running.app_url)
     placed = time.monotonic()

@@ -16,7 +16,8 @@ A micro-batch does the part an order needs, in a process that stays warm:
 3. the jobs that read only store tables, at least one of which changed (an order re-runs
    ``daily_sales``, ``product_performance``, ``customer_segments``, ``cohort_retention``...;
    nothing that reads the clickstream or the access logs, whose new files and jobs wait for
-   the full run so that, e.g., the funnel's clicks and orders come from one moment);
+   the full run so that, e.g., the funnel's clicks and orders come from one moment), on
+   inputs read once per batch (:func:`batch_inputs`);
 4. the status file's freshness fields (:mod:`tierlake.pipeline.status`).
 
 Each batch takes the pipeline lock (a manual run in progress makes the batch a skip, never a
@@ -48,6 +49,7 @@ from tierlake.pipeline.status import read_status, update_status
 log = structlog.get_logger(__name__)
 WATERMARK_COLUMN = "updated_at"
 TOMBSTONES, TOMBSTONE_COLUMN = "deleted_rows", "deleted_at"
+ARROW_INPUT_ROWS = 1_000_000  # a store table up to this size is read into memory per batch
 
 
 def store_jobs(changed: set[str]) -> list[Any]:
@@ -177,7 +179,7 @@ def _extract_and_run(settings: Settings, info: MicroBatchInfo) -> None:
     from tierlake.lake.extract import run_sources
     from tierlake.lake.sources.database import DatabaseSource
     from tierlake.lake.store import Lake
-    from tierlake.pipeline.run import job_inputs, make_engine
+    from tierlake.pipeline.run import make_engine
 
     lake = Lake(settings.resolved_lake_url)
     start = time.perf_counter()
@@ -190,7 +192,7 @@ def _extract_and_run(settings: Settings, info: MicroBatchInfo) -> None:
     if not jobs:
         return
     start = time.perf_counter()
-    inputs = job_inputs(lake, {name for job in jobs for name in job.inputs})
+    inputs = batch_inputs(lake, {name for job in jobs for name in job.inputs})
     engine = make_engine(settings.engine, settings.spark.master, lake,
                          settings.spark.driver_memory)
     try:
@@ -201,6 +203,34 @@ def _extract_and_run(settings: Settings, info: MicroBatchInfo) -> None:
         engine.close()
     info.jobs = {j.name: j.rows for j in done}
     info.jobs_seconds = round(time.perf_counter() - start, 3)
+
+
+def batch_inputs(lake: Any, names: set[str]) -> dict[str, Any]:
+    """The jobs' inputs for a batch: a store table of at most :data:`ARROW_INPUT_ROWS` rows
+    (base plus waiting changes) as its current view read once into Arrow (the changes applied
+    by pyarrow, the same rules as the engines' merge-on-read), larger ones as the full run
+    gives them (files plus the log, applied by the engine in each job).
+
+    Why: on the demo store the six jobs an order re-runs took 3.2-4.4 s reading the Parquet
+    files and applying the log in every job, and 1.1-1.9 s on Arrow read once."""
+    from tierlake.lake import current
+    from tierlake.pipeline.run import job_inputs
+
+    inputs: dict[str, Any] = {}
+    large: set[str] = set()
+    for name in sorted(names):
+        snap = current.snapshot(lake, name)
+        if snap is None:
+            large.add(name)  # missing: job_inputs says so the usual way
+            continue
+        adds = snap.cur.get_add_actions(flatten=True)
+        rows = sum(r or 0 for r in adds["num_records"].to_pylist()) if adds.num_rows else 0
+        rows += snap.todo.rows if snap.todo is not None else 0
+        if rows > ARROW_INPUT_ROWS:
+            large.add(name)
+        else:
+            inputs[name] = current.read(lake, name)
+    return {**inputs, **job_inputs(lake, large)} if large else inputs
 
 
 def serve(settings: Settings, requests: Any, replies: Any) -> None:
