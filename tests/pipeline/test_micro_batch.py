@@ -193,8 +193,9 @@ def test_store_jobs_are_those_on_changed_store_tables_only() -> None:
 def test_the_schedulers_worker_brings_an_order_in_and_is_replaced_when_it_dies(
         settings: Settings, shop: TestClient) -> None:
     """The scheduler's micro-batch worker (a real child process, driven over its pipe) picks
-    up an order; killed, it is replaced on the next batch; stopping the scheduler ends it. (The loop that alternates full runs and batches runs under
-    `tierlake up` in tests/e2e/test_bi_freshness.py.)"""
+    up an order; killed, it is replaced on the next batch; stopping the scheduler ends it.
+    (The loop that alternates full runs and batches runs under `tierlake up` in
+    tests/e2e/test_bi_freshness.py.)"""
     scheduled = Settings(pipeline={"interval_seconds": 3600, "micro_batch_seconds": 0.5})
     lake = Lake(settings.resolved_lake_url)
 
