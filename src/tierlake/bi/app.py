@@ -165,10 +165,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         try:
             yield
         finally:
-            users.dispose()
-            close = getattr(app.state.engine, "close", None)
-            if callable(close):
-                close()
+            users.dispose()  # the engine stays open: a test client may start the app again
 
     app = FastAPI(
         title="tierlake BI API",
