@@ -54,6 +54,7 @@ MANAGER = ("books@bi.example", "books-password-1")
 @dataclass
 class BiSystem:
     url: str
+    settings: Settings
     emails: set[str]
     categories: list[str]  # slugs, by revenue
     manager_category: str
@@ -110,7 +111,7 @@ def bi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BiSystem]:
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"tierlake serve bi did not get ready:\n{log.read_text()[-3000:]}")
             time.sleep(0.2)
-        yield BiSystem(url, emails, slugs, slugs[1])
+        yield BiSystem(url, settings, emails, slugs, slugs[1])
     finally:
         proc.terminate()
         try:
@@ -171,13 +172,14 @@ def _kpi(page: Any, visual: str) -> str:
     return text_value
 
 
-def _click_first_bar(page: Any, visual: str) -> None:
+def _first_bar(page: Any, visual: str) -> tuple[float, float]:
+    """The middle of the visual's first bar, on screen. Plotly's drag layer lies over the
+    bars and turns the mouse there into hover and click events, so the mouse goes there."""
     bar = page.locator(f"[data-visual={visual}] .chart .point path").first
     bar.scroll_into_view_if_needed()
     box = bar.bounding_box()
-    assert box, f"{visual} has no bar to click"
-    # Plotly's drag layer lies over the bars and turns a click there into plotly_click.
-    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    assert box, f"{visual} has no bar"
+    return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
 
 
 def test_an_admin_browses_filters_drills_downloads_and_queries(browser: Any,
@@ -228,7 +230,13 @@ def test_an_admin_browses_filters_drills_downloads_and_queries(browser: Any,
     # Drill down from a category to its products, see the order lines behind it, go back.
     page.goto(f"{bi.url}/bi/dashboards/sales")
     _ready(page)
-    _click_first_bar(page, "revenue_by_category")
+    # Hover details first, then a click on the same bar.
+    x, y = _first_bar(page, "revenue_by_category")
+    page.mouse.move(x, y)
+    hover = page.locator("[data-visual=revenue_by_category] .hoverlayer")
+    expect(hover.locator(".hovertext")).to_have_count(1)
+    assert (hover.text_content() or "").strip()  # the hovertemplate's text (SVG)
+    page.mouse.click(x, y)
     expect(page).to_have_url(re.compile(r"drill\.category=[a-z0-9-]+"))
     _ready(page)
     expect(page.locator("[data-visual=revenue_by_product]")).to_be_visible()
@@ -276,6 +284,14 @@ def test_an_admin_browses_filters_drills_downloads_and_queries(browser: Any,
     page.get_by_test_id("sql-run").click()
     expect(page.get_by_test_id("sql-error")).to_be_visible()
     page.screenshot(path=str(ARTIFACTS / "bi-sql-refused.png"), full_page=True)
+
+    # A new version of the lake redraws the open dashboard by itself.
+    page.goto(f"{bi.url}/bi/dashboards/sales")
+    _ready(page)
+    expect(page.locator("#grid")).to_have_attribute("data-draws", "1")
+    run_pipeline(bi.settings, progress=False)
+    expect(page.locator("#grid")).to_have_attribute("data-draws", "2", timeout=30_000)
+    _ready(page)
 
     # A bad filter in the URL is a message on the page, not an error page.
     page.goto(f"{bi.url}/bi/dashboards/sales?start=2026-03-10&end=2026-03-01")
