@@ -1,9 +1,9 @@
 """The BI tier's app over a real lake: pages, the JSON and CSV behind every visual, filters in
 the URL, drills, the SQL page, roles, masks and row rules.
 
-One small store per module (pinned seed), extracted and run through the curated jobs into a
-temporary lake; the app runs in-process (ASGI) with the real engine over it, as
-`tierlake serve bi` builds it.
+One small store per module (pinned seed and end of history: ``engine_lake``), extracted and
+run through the curated jobs into a temporary lake; the app runs in-process (ASGI) with the
+real engine over it, as `tierlake serve bi` builds it.
 """
 
 from __future__ import annotations
@@ -17,18 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from engine_lake import build_bi_lake
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from pydantic import SecretStr
 
 from tierlake.bi.app import create_app
 from tierlake.bi.model import Dashboard, Visual
 from tierlake.bi.users import UserStore
 from tierlake.config import Settings
-from tierlake.data import migrate
-from tierlake.data.db import Database
-from tierlake.data.schema import Customer
-from tierlake.pipeline.run import run_pipeline
-from tierlake.seed import seed_store
 
 ADMIN = ("boss@bi.example", "boss-password-1")
 ANALYST = ("analyst@bi.example", "analyst-password-1")
@@ -38,28 +34,15 @@ RULED = ("cm@bi.example", "category-password-1")
 @dataclass
 class Lake:
     settings: Settings
-    emails: list[str]  # every customer e-mail in the store: an analyst must never see one
-
-
-def build_lake(base: Path) -> Lake:
-    settings = Settings(data_dir=base / "var", admin_email=ADMIN[0],
-                        admin_password=ADMIN[1])  # type: ignore[arg-type]
-    settings.data_dir.mkdir(parents=True)
-    db = Database(settings.resolved_database_url)
-    migrate.upgrade(db.engine)
-    seed_store(db, products=40, customers=80, orders=700, months=3, seed=11,
-               events_dir=settings.resolved_events_dir, admin_email="owner@store.example",
-               admin_password="store-password-1", progress=False)
-    with db.session() as s:
-        emails = [e for e in s.scalars(select(Customer.email)) if e]
-    db.dispose()
-    run_pipeline(settings, progress=False)
-    return Lake(settings, emails)
+    emails: set[str]  # every customer e-mail in the store: an analyst must never see one
 
 
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory: pytest.TempPathFactory) -> Lake:
-    return build_lake(tmp_path_factory.mktemp("bi-app"))
+    built = build_bi_lake(tmp_path_factory.mktemp("bi-app"))
+    settings = built.settings.model_copy(update={
+        "admin_email": ADMIN[0], "admin_password": SecretStr(ADMIN[1])})
+    return Lake(settings, built.emails())
 
 
 @pytest.fixture(scope="module")
@@ -147,21 +130,32 @@ def test_every_dashboard_and_visual_answers_for_admin_and_analyst(
     assert plotly.status_code == 200 and len(plotly.content) > 1_000_000
 
 
+def _everything(client: TestClient, app: Any) -> dict[str, str]:
+    """Every page, visual JSON and CSV, and drill-to-detail this client can see, by URL."""
+    seen: dict[str, str] = {}
+    for d in _dashboards(app):
+        seen[f"/bi/dashboards/{d.id}"] = client.get(f"/bi/dashboards/{d.id}").text
+        for v in d.visuals:
+            url = f"/bi/api/dashboards/{d.id}/visuals/{v.id}"
+            answer = client.get(url)
+            seen[url], seen[url + ".csv"] = answer.text, client.get(url + ".csv").text
+            if v.drill is not None and v.drill.detail and answer.json()["rows"]:
+                body = answer.json()
+                for row in body["rows"][:3]:
+                    value = row[body["columns"].index(v.drill.column)]
+                    detail = client.get(url + "/detail", params={"value": str(value)})
+                    seen[f"{url}/detail?value={value}"] = detail.text
+    return seen
+
+
 def test_an_analyst_never_sees_a_customer_email(
         app: Any, lake: Lake, admin: TestClient, analyst: TestClient) -> None:
     assert len(lake.emails) >= 50
-    seen_by_admin = ""
-    for d in _dashboards(app):
-        seen = [analyst.get(f"/bi/dashboards/{d.id}").text]
-        for v in d.visuals:
-            seen.append(analyst.get(f"/bi/api/dashboards/{d.id}/visuals/{v.id}").text)
-            seen.append(analyst.get(f"/bi/api/dashboards/{d.id}/visuals/{v.id}.csv").text)
-            seen_by_admin += admin.get(f"/bi/api/dashboards/{d.id}/visuals/{v.id}").text
-        text = "\n".join(seen)
+    for url, text in _everything(analyst, app).items():
         leaked = [e for e in lake.emails if e in text]
-        assert not leaked, (d.id, leaked[:3])
-    # The same JSON shows e-mails to an admin: the search above can find them.
-    assert any(e in seen_by_admin for e in lake.emails)
+        assert not leaked, (url, leaked[:3])
+    # The same answers show e-mails to an admin: the search above can find them.
+    assert any(e in text for text in _everything(admin, app).values() for e in lake.emails)
     # The SQL page and API: every column of every table, masked the same way.
     for table in app.state.engine.sql_tables():
         q = f"SELECT * FROM {table['name']} LIMIT 500"

@@ -47,9 +47,7 @@ Admin = Annotated[Principal, Depends(admin_principal)]
 
 def render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
     templates: Jinja2Templates = request.app.state.templates
-    principal = getattr(request.state, "principal", None)
-    return templates.TemplateResponse(request, name, {"principal": principal, **context},
-                                      status_code=status)
+    return templates.TemplateResponse(request, name, context, status_code=status)
 
 
 def message_page(request: Request, status: int, title: str, message: str) -> Response:
