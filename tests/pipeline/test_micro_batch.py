@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -224,3 +225,31 @@ def test_the_schedulers_worker_brings_an_order_in_and_is_replaced_when_it_dies(
     for worker in asyncio.run(run()):
         with pytest.raises(ProcessLookupError):
             os.killpg(worker, 0)  # each worker and its group are gone
+
+
+def test_the_change_probe_sees_inserts_updates_and_deletes_on_every_backend(
+        db: Database) -> None:
+    """One query per look, on SQLite, MariaDB and PostgreSQL: unchanged store, same
+    fingerprint; an insert, an update and a delete (its tombstone) each change it."""
+    from sqlalchemy import update
+
+    from tierlake.data.schema import Category, DeletedRow
+
+    probe = ChangeProbe(db.url, Settings().extract.exclude)
+    try:
+        empty = probe.look()
+        assert empty is not None and empty == probe.look()
+        with db.session() as s:
+            s.add(Category(slug="books", name="Books"))
+        inserted = probe.look()
+        assert inserted != empty and inserted == probe.look()
+        time.sleep(0.01)  # updated_at has microseconds; some clocks tick coarser
+        with db.session() as s:
+            s.execute(update(Category).values(name="Books and more"))
+        updated = probe.look()
+        assert updated != inserted
+        with db.session() as s:
+            s.add(DeletedRow(table_name="categories", row_key="999"))
+        assert probe.look() != updated
+    finally:
+        probe.close()
