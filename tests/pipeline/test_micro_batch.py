@@ -19,6 +19,7 @@ from typing import Any
 import pyarrow.compute as pc
 import pytest
 from fastapi.testclient import TestClient
+from rich.console import Console
 from sqlalchemy import select
 
 from tierlake.app.main import create_app
@@ -29,6 +30,7 @@ from tierlake.data.schema import Order
 from tierlake.lake.store import Lake
 from tierlake.pipeline.lock import pipeline_lock
 from tierlake.pipeline.microbatch import ChangeProbe, run_micro_batch, store_jobs
+from tierlake.pipeline.report import print_status
 from tierlake.pipeline.run import run_pipeline
 from tierlake.pipeline.scheduler import PipelineScheduler
 from tierlake.pipeline.status import freshness, read_status
@@ -116,6 +118,11 @@ def test_an_order_reaches_the_curated_zone_in_one_micro_batch(
     assert fresh.curated_changed_at is not None and fresh.curated_changed_at >= fresh.data_as_of
     assert fresh.next_refresh_at == datetime(2030, 1, 1, tzinfo=UTC)
     assert status["micro_batch"]["jobs"] == info.jobs and status["ok"] is True
+    shown = Console(record=True, width=300)
+    print_status(shown, [], status)  # what `tierlake pipeline status` prints
+    text = shown.export_text()
+    assert "last micro-batch: ok" in text and "orders 1" in text and "sales_lines" in text
+    assert "curated zone: the store as of" in text
 
 
 def test_an_idle_store_costs_one_probe_and_moves_the_as_of_time(

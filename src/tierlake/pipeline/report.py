@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.measure import Measurement
 from rich.table import Table
 
-from tierlake.pipeline.status import freshness_seconds
+from tierlake.pipeline.status import freshness, freshness_seconds
 
 
 def _age(seconds: float | None) -> str:
@@ -20,6 +20,10 @@ def _age(seconds: float | None) -> str:
         if seconds >= size:
             return f"{seconds / size:.1f} {unit} ago"
     return f"{seconds:.0f} s ago"
+
+
+def _since(when: datetime | None) -> float | None:
+    return None if when is None else (datetime.now(UTC) - when).total_seconds()
 
 
 def _size(n: float) -> str:
@@ -134,6 +138,19 @@ def print_status(console: Console, tables: list[Any], status: dict[str, Any]) ->
     console.print(f"last run: {outcome} ({status.get('engine')}, {status.get('seconds')} s, "
                   f"finished {status.get('finished_at')})")
     console.print(f"freshness: last successful run {_age(freshness_seconds(status))}")
+    fresh = freshness(status)
+    if fresh.data_as_of is not None:
+        console.print(f"curated zone: the store as of {fresh.data_as_of:%Y-%m-%d %H:%M:%S} UTC "
+                      f"({_age(fresh.age_seconds())}); a job last wrote it "
+                      f"{_age(_since(fresh.curated_changed_at))}")
+    batch = status.get("micro_batch")
+    if isinstance(batch, dict) and batch.get("started_at"):
+        outcome = ("ok" if batch.get("ok") else
+                   f"[red]failed[/]: {escape(str(batch.get('error')))}")
+        moved = ", ".join(f"{t} {n:,}" for t, n in (batch.get("changed") or {}).items())
+        console.print(f"last micro-batch: {outcome}, started {batch['started_at']}, "
+                      f"{batch.get('seconds', 0)} s; changed: {moved or 'nothing'}; jobs: "
+                      f"{', '.join(batch.get('jobs') or {}) or 'none'}")
 
 
 def print_vacuum(console: Console, done: list[Any], *, dry_run: bool,
