@@ -10,6 +10,8 @@ and micro-batches) on free ports, on a small seeded store.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,7 +20,14 @@ from typing import Any
 
 import httpx
 import pytest
-from system_proc import System, seed_small_store, start_system, stop_system
+from system_proc import (
+    System,
+    alive,
+    descendants,
+    seed_small_store,
+    start_system,
+    stop_system,
+)
 
 from tierlake.config import DEFAULT_ADMIN_PASSWORD, Settings
 from tierlake.fleet.process import free_port
@@ -131,3 +140,22 @@ def test_bi_behind_the_load_balancer(system: tuple[System, str]) -> None:
     assert set(balancers["tierlake-web"]["TargetGroupNames"]) == {"web", "bi"}
     assert balancers["tierlake-bi"]["TargetGroupNames"] == ["bi"]
     assert balancers["tierlake-bi"]["Scheme"] == "internet-facing"
+
+
+def test_the_micro_batch_worker_dies_with_the_control_plane(system: tuple[System, str]) -> None:
+    """SIGKILL `tierlake up` (last: it ends the module's system): the micro-batch worker and
+    every tier instance die with it; none is left behind."""
+    running, _ = system
+    _wait("a micro-batch worker", lambda: any(
+        "tierlake.pipeline.microbatch" in cmd for cmd in descendants(running.proc.pid).values()),
+        running, timeout=120)
+    living = descendants(running.proc.pid)
+    os.kill(running.proc.pid, signal.SIGKILL)
+    running.proc.wait()
+    deadline = time.monotonic() + 20
+    while any(alive(pid) for pid in living) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    survivors = {pid: cmd for pid, cmd in living.items() if alive(pid)}
+    for pid in survivors:  # leave nothing running, then say what outlived its supervisor
+        os.kill(pid, signal.SIGKILL)
+    assert not survivors, f"processes outlived their supervisor: {survivors}"

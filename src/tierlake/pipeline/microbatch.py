@@ -143,30 +143,32 @@ def run_micro_batch(settings: Settings, probe: ChangeProbe, *,
     fresh: dict[str, Any] = {}
     try:
         with pipeline_lock(settings, "tierlake up's micro-batch"):
-            fingerprint = probe.look()
-            info.probe_seconds = round(time.perf_counter() - start, 4)
-            if fingerprint is not None and fingerprint == probe.last:
-                info.skipped = "no change"
+            try:
+                fingerprint = probe.look()
+                info.probe_seconds = round(time.perf_counter() - start, 4)
+                if fingerprint is not None and fingerprint == probe.last:
+                    info.skipped = "no change"
+                else:
+                    _extract_and_run(settings, info)
+                    probe.last = fingerprint
+                    if info.jobs:
+                        fresh["curated_changed_at"] = datetime.now(UTC).isoformat()
                 fresh["data_as_of"] = began.isoformat()
-            else:
-                _extract_and_run(settings, info)
-                probe.last = fingerprint
-                fresh["data_as_of"] = began.isoformat()
-                if info.jobs:
-                    fresh["curated_changed_at"] = datetime.now(UTC).isoformat()
+            except Exception as exc:  # noqa: BLE001 - recorded; the scheduler goes on
+                info.ok, info.error = False, f"{type(exc).__name__}: {exc}"
+                log.error("pipeline.micro_batch_failed", error=info.error)
+            info.seconds = round(time.perf_counter() - start, 3)
+            if next_refresh_at is not None:
+                fresh["next_refresh_at"] = next_refresh_at
+            if info.skipped is None:  # the record of the last batch that ran (or failed)
+                fresh["micro_batch"] = info.to_dict()
+            # Still under the lock: no other run rewrites the status file meanwhile.
+            update_status(settings, refresh_seconds=settings.pipeline.micro_batch_seconds,
+                          **fresh)
     except PipelineLockedError as exc:  # a manual run: it writes the status, not us
         info.skipped = str(exc)
         info.seconds = round(time.perf_counter() - start, 3)
         return info
-    except Exception as exc:  # noqa: BLE001 - recorded; the scheduler goes on
-        info.ok, info.error = False, f"{type(exc).__name__}: {exc}"
-        log.error("pipeline.micro_batch_failed", error=info.error)
-    info.seconds = round(time.perf_counter() - start, 3)
-    if next_refresh_at is not None:
-        fresh["next_refresh_at"] = next_refresh_at
-    if info.skipped is None:  # the record of the last batch that ran (or failed)
-        fresh["micro_batch"] = info.to_dict()
-    update_status(settings, refresh_seconds=settings.pipeline.micro_batch_seconds, **fresh)
     if info.changed or info.error:
         log.info("pipeline.micro_batch", changed=info.changed, jobs=list(info.jobs),
                  seconds=info.seconds, error=info.error)

@@ -36,6 +36,7 @@ from tierlake.pipeline.status import read_status, update_status, write_status
 
 log = structlog.get_logger(__name__)
 KILL_GRACE_SECONDS = 10.0
+MAX_BACKOFF_SECONDS = 60.0  # the longest pause after micro-batches that kept failing
 
 
 class PipelineScheduler:
@@ -71,17 +72,20 @@ class PipelineScheduler:
         # First run soon after start, so a fresh system has a lake to look at.
         await asyncio.sleep(min(5.0, self.interval))
         next_full = time.monotonic()
+        failures = 0  # micro-batches failed in a row: each doubles the pause, up to a minute
         while not self._stopping:
             now = time.monotonic()
             if now >= next_full:
                 await self.run_once()
-                next_full = now + self.interval
+                next_full, failures = now + self.interval, 0
                 if self.micro <= 0:  # the badge's "next refresh" is the next full run
                     self._announce(next_full)
                 continue
-            wake = min(now + self.micro, next_full) if self.micro > 0 else next_full
+            pause = min(MAX_BACKOFF_SECONDS, self.micro * 2 ** failures)
+            wake = min(now + pause, next_full) if self.micro > 0 else next_full
             if self.micro > 0:
-                await self.micro_once(_wall(wake))
+                result = await self.micro_once(_wall(wake))
+                failures = 0 if result is not None and result.get("ok") else failures + 1
             await asyncio.sleep(max(0.0, wake - time.monotonic()))
 
     def _announce(self, due: float) -> None:
