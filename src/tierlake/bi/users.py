@@ -40,7 +40,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from tierlake.bi.model import Principal, Role
 
@@ -115,7 +115,12 @@ class UserStore:
         self.engine: Engine = create_engine(url, connect_args=args, pool_pre_ping=True)
 
     def create_tables(self) -> None:
-        metadata.create_all(self.engine)
+        """Make the tables if missing. Two instances starting at once may both try: the
+        loser's CREATE fails because the winner's exists, so it looks again."""
+        try:
+            metadata.create_all(self.engine)
+        except (OperationalError, ProgrammingError):
+            metadata.create_all(self.engine)
 
     def dispose(self) -> None:
         self.engine.dispose()
