@@ -132,6 +132,11 @@ def test_the_bi_cli_adds_users_and_rules_and_refuses_mistakes_in_one_line(
                data_dir=data_dir, stdin="long-enough-1\n")
     assert bad.exit_code == 1
     assert "unknown role 'owner'" in bad.stderr and "Traceback" not in bad.output
+    changed = _cli("user", "password", "cm@example.com", "--password-stdin",
+                   data_dir=data_dir, stdin="another-pass-2\n")
+    assert changed.exit_code == 0, changed.output
+    assert store.authenticate("cm@example.com", "another-pass-2") is not None
+    assert store.authenticate("cm@example.com", "category-pass-1") is None
     gone = _cli("user", "remove", "cm@example.com", data_dir=data_dir)
     assert gone.exit_code == 0
     assert store.principal("cm@example.com") is None
