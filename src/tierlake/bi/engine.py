@@ -63,7 +63,8 @@ DETAIL_ROW_LIMIT = 1_000
 MAX_RANGE_DAYS = 3660
 VERSION_CHECK_SECONDS = 1.0
 PIPELINE_REFRESH_SECONDS = 5.0
-SECURED_DATABASES = 16  # role-and-rules kinds kept (each holds its secured copies)
+SECURED_DATABASES = 16  # row-rule sets kept (each database holds its secured copies)
+SECURED_ENTRIES = 64  # role copies of the tables with identity (small)
 _LOG_NAME = re.compile(r"^(\d{20})\.json$")
 
 
@@ -118,10 +119,12 @@ class BiEngine:
         self._loaded: dict[str, _Loaded] = {}
         self._databases: OrderedDict[tuple[Any, ...], row_security.SecuredDatabase] = \
             OrderedDict()
+        self._secured: OrderedDict[tuple[Any, ...], pa.Table] = OrderedDict()
         self._results: OrderedDict[tuple[Any, ...], VisualResult] = OrderedDict()
         self._pipeline: tuple[int, dict[str, pa.Table]] | None = None
         self._pipeline_key: tuple[Any, ...] | None = None
         self._pipeline_at = 0.0
+        self._categories: tuple[tuple[int | None, ...], list[tuple[str, str]]] | None = None
         self.stats = {"hits": 0, "misses": 0, "queries": 0}
 
     @classmethod
@@ -228,10 +231,15 @@ class BiEngine:
                 if allowed is None or slug in allowed]
 
     def _all_categories(self) -> list[tuple[str, str]]:
+        """Every category (slug, name) with sales or products, computed once per version of
+        ``daily_sales`` and ``product_performance`` (both small)."""
+        sources = (("daily_sales", "category_name"), ("product_performance", None))
+        key = tuple(self._curated_versions().get(t) for t, _ in sources)
+        with self._lock:
+            if self._categories is not None and self._categories[0] == key:
+                return self._categories[1]
         names: dict[str, str] = {}
-        for table, name_column in (("daily_sales", "category_name"),
-                                   ("product_performance", None),
-                                   ("sales_lines", None)):
+        for table, name_column in sources:
             loaded = self._load(table)
             if loaded is None or "category_slug" not in loaded.table.column_names:
                 continue
@@ -241,7 +249,10 @@ class BiEngine:
                 slug = row["category_slug"]
                 if slug is not None:
                     names.setdefault(slug, row.get(name_column or "", None) or slug)
-        return sorted(names.items(), key=lambda item: (item[1].lower(), item[0]))
+        found = sorted(names.items(), key=lambda item: (item[1].lower(), item[0]))
+        with self._lock:
+            self._categories = (key, found)
+        return found
 
     def newest_day(self, dashboard: Dashboard) -> date:
         """The newest day in the data of the dashboard's dated tables (today when empty)."""
@@ -328,7 +339,7 @@ class BiEngine:
         """``connect(filters)``: the principal's connection for one set of filters, made on
         first use (a kpi with ``compare`` needs a second, for the previous period)."""
         names = sorted({t for v in visuals for t in v.tables if versions.get(t) is not None})
-        database = self._database(principal, names, versions)
+        database, per_role = self._database(principal, names, versions)
         opened: dict[Filters, duckdb.DuckDBPyConnection] = {}
 
         def connect(wanted: Filters) -> duckdb.DuckDBPyConnection:
@@ -336,7 +347,8 @@ class BiEngine:
                 views = {name: row_security.filter_conditions(
                     TABLES[name], self._schema(name, versions[name]), wanted, dashboard)
                     for name in names}
-                opened[wanted] = row_security.open_connection(database, names, views)
+                opened[wanted] = row_security.open_connection(database, names, views,
+                                                              registered=per_role)
             return opened[wanted]
 
         try:
@@ -396,7 +408,8 @@ class BiEngine:
         started = time.perf_counter()
         versions = self._table_versions(set(TABLES))
         names = [n for n in TABLES if versions.get(n) is not None]
-        con = row_security.open_connection(self._database(principal, names, versions), names)
+        database, per_role = self._database(principal, names, versions)
+        con = row_security.open_connection(database, names, registered=per_role)
         try:
             statement = check_select(con, text)
             with _deadline(con, self.sql_timeout_seconds):
@@ -459,11 +472,15 @@ class BiEngine:
         for database in databases:
             database.close()
 
-    def cache_clear(self) -> None:
-        """Forget every result and secured copy (the curated tables stay in memory)."""
+    def cache_clear(self, *, copies: bool = False) -> None:
+        """Forget every cached visual result; with ``copies``, also every principal's secured
+        copies (remade on next use). The curated tables stay in memory, read once per
+        version."""
         with self._lock:
             self._results.clear()
-            self._databases.clear()
+            if copies:
+                self._databases.clear()
+                self._secured.clear()
 
     # -- tables, versions and caches ---------------------------------------------------------
 
@@ -564,10 +581,13 @@ class BiEngine:
         return table.schema
 
     def _database(self, principal: Principal, names: list[str],
-                  versions: Mapping[str, int | None]) -> duckdb.DuckDBPyConnection:
-        """The database of ``principal``'s role and rules, holding their secured copies of
-        ``names`` at ``versions`` (made now if missing or older)."""
-        key = (principal.role, row_security.rules_key(principal))
+                  versions: Mapping[str, int | None]
+                  ) -> tuple[duckdb.DuckDBPyConnection, dict[str, pa.Table]]:
+        """Where ``principal``'s queries over ``names`` run: the database of their row rules
+        (shared by every role with the same rules: it holds the secured copies of the tables
+        without identity columns, as native tables, made now if missing or older), and the
+        role's own copies of the tables with identity (small; registered per query)."""
+        key = row_security.rules_key(principal)
         with self._lock:
             store = self._databases.get(key)
             if store is None:
@@ -575,12 +595,29 @@ class BiEngine:
             self._databases.move_to_end(key)
             while len(self._databases) > SECURED_DATABASES:
                 self._databases.popitem(last=False)  # closed once its last cursor is gone
+        per_role: dict[str, pa.Table] = {}
         for name in names:
             version = versions[name]
             if version is None:
                 continue
-            store.ensure(name, version, partial(self._secure, name, version, principal))
-        return store.database
+            if row_security.masked_columns(self._schema(name, version), TABLES[name]):
+                per_role[name] = self._secured_copy(name, version, principal)
+            else:  # the same for every role: rules only
+                store.ensure(name, version, partial(self._secure, name, version, principal))
+        return store.database, per_role
+
+    def _secured_copy(self, name: str, version: int, principal: Principal) -> pa.Table:
+        key = (name, version, principal.role, row_security.rules_key(principal))
+        with self._lock:
+            if key in self._secured:
+                self._secured.move_to_end(key)
+                return self._secured[key]
+        secured = self._secure(name, version, principal)
+        with self._lock:
+            self._secured[key] = secured
+            while len(self._secured) > SECURED_ENTRIES:
+                self._secured.popitem(last=False)
+        return secured
 
     def _secure(self, name: str, version: int, principal: Principal) -> pa.Table:
         """``principal``'s copy of table ``name`` at ``version`` (row rules, masks)."""
