@@ -102,7 +102,8 @@ def _demo_shoppers(db: Database, count: int = 2) -> list[str]:
     return [r.email for r in rows if verify_password(r.password_hash, DEMO_PASSWORD)][:count]
 
 
-def _banner(settings: Settings, store: str, api: str, shoppers: list[str]) -> list[str]:
+def _banner(settings: Settings, store: str, api: str, shoppers: list[str],
+            extra: list[str] | None = None) -> list[str]:
     """The lines `up` prints once every tier is ready (markup escaped, one line each)."""
     from tierlake.seed import DEMO_PASSWORD
 
@@ -123,8 +124,11 @@ def _banner(settings: Settings, store: str, api: str, shoppers: list[str]) -> li
         lines.append(f"DNS: dig @{escape(settings.host)} -p {settings.dns.port} "
                      f"shop.{escape(settings.dns.zone)}")
     if settings.pipeline.interval_seconds > 0:
-        lines.append(f"Analytics pipeline: every {settings.pipeline.interval_seconds:g} s into "
-                     f"{escape(settings.resolved_lake_url)}; see `tierlake pipeline status`.")
+        batches = settings.pipeline.micro_batch_seconds
+        what = f", what changed every {batches:g} s" if batches > 0 else ""
+        lines.append(f"Analytics pipeline: every {settings.pipeline.interval_seconds:g} s{what}, "
+                     f"into {escape(settings.resolved_lake_url)}; see `tierlake pipeline status`.")
+    lines += [escape(line) for line in extra or []]
     return [*lines, "Press Ctrl-C to stop.", ""]
 
 
@@ -153,7 +157,8 @@ def up(
     supervisor = Supervisor(settings)
 
     def ready() -> None:
-        for line in _banner(settings, supervisor.url("web"), supervisor.url("app"), shoppers):
+        for line in _banner(settings, supervisor.url("web"), supervisor.url("app"), shoppers,
+                            supervisor.banner_lines()):
             out.print(line, soft_wrap=True)  # a URL is never broken onto a line of its own
 
     supervisor.run(on_ready=ready)

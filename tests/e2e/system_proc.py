@@ -95,6 +95,7 @@ def start_system(tmp_path: Path, *, seed: bool, extra_env: dict[str, str] | None
     env = {**os.environ, "TIERLAKE_DATA_DIR": str(tmp_path / "var"),
            "TIERLAKE_WEB_PORT": str(web_port), "TIERLAKE_APP_PORT": str(app_port),
            "TIERLAKE_FLEET__CONTROL_PORT": str(control_port), "TIERLAKE_DNS__PORT": str(dns_port),
+           "TIERLAKE_BI_PORT": str(free_port()), "TIERLAKE_BI__SMTP_PORT": str(free_port()),
            "TIERLAKE_EVENTS__FLUSH_SECONDS": "1", "TIERLAKE_PIPELINE__INTERVAL_SECONDS": "0",
            **(extra_env or {})}
     args = [sys.executable, "-m", "tierlake", "up"] + ([] if seed else ["--no-seed"])

@@ -17,7 +17,8 @@ def test_up_serves_the_store_and_stops_cleanly(seeded_system) -> None:
     assert s.web_url in s.output() and "Ctrl-C" in s.output()
     tiers = descendants(s.proc.pid)
     assert sorted(cmd.split(" serve ")[1].split()[0] for cmd in tiers.values()) == \
-        ["app", "app", "web", "web"], "two web and two app instances, each its own process"
+        ["app", "app", "bi", "web", "web"], \
+        "two web, two app and one BI instance, each its own process"
     assert stop_system(s) == 0
     assert "tierlake stopped" in s.output()
     assert not [pid for pid in tiers if alive(pid)], "no orphan process after Ctrl-C"
