@@ -1,0 +1,172 @@
+"""RDS Multi-AZ failover on real MariaDB servers: SIGKILL the primary under a stream of
+writes, a planned failover, the old primary rejoining as the standby.
+
+The cluster runs on its own event loop in a thread (as it would inside the control plane);
+the writes are a real client through the writer endpoint (:class:`WriteStream`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any, TypeVar
+
+import pymysql
+import pytest
+
+import servers
+from tierlake.data.cluster import DBCluster, events
+from tierlake.data.cluster.probe import WriteStream, read_request_ids
+
+T = TypeVar("T")
+WAIT = 60.0  # bound for every wait; pytest-timeout bounds the test too
+
+pytestmark = pytest.mark.timeout(180)
+
+
+class RunningCluster:
+    """A :class:`DBCluster` on an event loop in a thread."""
+
+    def __init__(self, cluster: DBCluster) -> None:
+        self.cluster = cluster
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float = WAIT) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def status(self) -> dict[str, Any]:
+        async def get() -> dict[str, Any]:
+            return self.cluster.status()
+        return self.call(get())
+
+    def member(self, name: str) -> dict[str, Any]:
+        return next(m for m in self.status()["DBClusterMembers"]
+                    if m["DBInstanceIdentifier"] == name)
+
+    def close(self) -> None:
+        try:
+            self.call(self.cluster.stop())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(10)
+            self.loop.close()
+
+
+def wait_until(what: str, check: Callable[[], bool], timeout: float = WAIT) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"not within {timeout:.0f}s: {what}")
+
+
+@pytest.fixture
+def db_cluster() -> Iterator[RunningCluster]:
+    servers.require_binary(shutil.which("mariadbd", path="/usr/sbin:/usr/local/sbin:"
+                                        + os.environ.get("PATH", "")),
+                           "MariaDB server (mariadbd)", "mariadb-server")
+    directory = servers.scratch_dir("db-cluster")
+    running = RunningCluster(DBCluster(directory / "db-cluster", check_interval=0.5))
+    try:
+        running.call(running.cluster.start())
+        yield running
+    finally:
+        running.close()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def start_stream(running: RunningCluster, **kwargs: Any) -> WriteStream:
+    stream = WriteStream("127.0.0.1", running.cluster.writer.port, **kwargs)
+    stream.create_table()
+    stream.start()
+    wait_until("the first 30 writes are acknowledged", lambda: stream.count >= 30)
+    return stream
+
+
+def assert_exactly_once(running: RunningCluster, acknowledged: list[int]) -> None:
+    ids = read_request_ids("127.0.0.1", running.cluster.writer.port)
+    duplicated = [i for i, n in collections.Counter(ids).items() if n > 1]
+    missing = sorted(set(acknowledged) - set(ids))
+    assert not missing, f"acknowledged writes lost: {missing[:20]}"
+    assert not duplicated, f"writes applied twice: {duplicated[:20]}"
+
+
+def test_db_cluster_sigkill_primary_loses_no_acknowledged_write(
+        db_cluster: RunningCluster) -> None:
+    old = db_cluster.cluster.primary_name
+    stream = start_stream(db_cluster)
+    pid = db_cluster.member(old)["Pid"]
+    killed = stream.mark()
+    os.kill(pid, signal.SIGKILL)
+    wait_until("writes resume after the kill", lambda: killed in stream.info.first_ack_after)
+    acked_at_resume = stream.count
+    wait_until("30 more writes after resuming", lambda: stream.count >= acked_at_resume + 30)
+    info = stream.stop()
+
+    assert db_cluster.cluster.primary_name != old
+    assert_exactly_once(db_cluster, info.acknowledged)
+    messages = db_cluster.status()["Events"]
+    assert [e["Message"] for e in messages if e["SourceIdentifier"] == old][:2] == [
+        events.FAILOVER_STARTED, events.PRIMARY_IMPAIRED]
+    assert events.FAILOVER_COMPLETED in [e["Message"] for e in messages]
+    print(f"\nkill -> first successful write: {info.first_ack_after[killed]:.2f} s "
+          f"({info.failed_attempts} failed attempt(s), {len(info.acknowledged)} writes)")
+
+
+def test_db_cluster_planned_failover_has_no_failed_write(db_cluster: RunningCluster) -> None:
+    old = db_cluster.cluster.primary_name
+    stream = start_stream(db_cluster, connection_per_write=True)
+    result = db_cluster.call(db_cluster.cluster.failover())
+    count = stream.count
+    wait_until("30 more writes after the failover", lambda: stream.count >= count + 30)
+    info = stream.stop()
+
+    assert result["old_primary"] == old
+    assert db_cluster.cluster.primary_name == result["new_primary"] != old
+    assert info.failed_attempts == 0, info.errors
+    assert_exactly_once(db_cluster, info.acknowledged)
+    messages = [e["Message"] for e in db_cluster.status()["Events"]]
+    assert messages[-3:] == [events.USER_REQUESTED_FAILOVER, events.FAILOVER_STARTED,
+                             events.FAILOVER_COMPLETED]
+    # The old primary is the standby at once, replicating the new primary.
+    wait_until(f"{old} replicates the new primary",
+               lambda: (db_cluster.member(old)["Replication"] or {}).get("sql_running") == "Yes")
+
+
+def test_db_cluster_old_primary_rejoins_as_standby(db_cluster: RunningCluster) -> None:
+    cluster = db_cluster.cluster
+    old = cluster.primary_name
+    stream = start_stream(db_cluster, limit=40)
+    wait_until("40 writes", lambda: stream.count >= 40)
+    os.kill(db_cluster.member(old)["Pid"], signal.SIGKILL)
+    wait_until(f"{old} is back as a replicating standby", lambda: (
+        db_cluster.member(old)["DBInstanceStatus"] == "available"
+        and (db_cluster.member(old)["Replication"] or {}).get("sql_running") == "Yes"))
+    stream.stop()
+    assert cluster.primary_name != old
+    assert db_cluster.member(old)["Role"] == "standby"
+    # A write on the new primary reaches the old one, read through the reader endpoint.
+    with pymysql.connect(host="127.0.0.1", port=cluster.writer.port, user="app",
+                         password="app", database="appdb", autocommit=True) as conn:
+        conn.cursor().execute("INSERT INTO failover_probe (request_id) VALUES (1000001)")
+    old_address = f"127.0.0.1:{cluster.instances[old].port}"
+    assert db_cluster.status()["ReaderEndpoint"]["target"] == old_address
+    wait_until("the write is on the rejoined standby", lambda: 1000001 in read_request_ids(
+        "127.0.0.1", cluster.reader.port))
+    # Fenced: the old primary takes no writes from the app.
+    with (pymysql.connect(host="127.0.0.1", port=cluster.reader.port, user="app",
+                          password="app", database="appdb", autocommit=True) as conn,
+          pytest.raises(pymysql.err.OperationalError, match="read-only")):
+        conn.cursor().execute("INSERT INTO failover_probe (request_id) VALUES (1000002)")
+    messages = [e["Message"] for e in db_cluster.status()["Events"]
+                if e["SourceIdentifier"] == old]
+    assert messages[-2:] == [events.INSTANCE_RESTARTED, events.RECOVERY_COMPLETED]
