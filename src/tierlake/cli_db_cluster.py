@@ -137,12 +137,10 @@ def status(data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
               f"{' (held)' if writer['held'] else ''}, {writer['connections']} connection(s)")
     out.print(f"reader endpoint :{reader['port']} -> {reader['target']}, "
               f"{reader['connections']} connection(s)")
-    events = Table(title="Events (latest last)")
-    for column in ("Date", "Source", "Message"):
-        events.add_column(column)
-    for e in st["Events"][-EVENTS_SHOWN:]:
-        events.add_row(e["Date"], e["SourceIdentifier"], e["Message"])
-    out.print(events)
+    out.print("events (latest last):")
+    for e in st["Events"][-EVENTS_SHOWN:]:  # one line each: messages stay whole, greppable
+        out.print(f"  {e['Date']}  {e['SourceIdentifier']:<12} {escape(e['Message'])}",
+                  soft_wrap=True, highlight=False)
 
 
 @cluster_app.command("failover")

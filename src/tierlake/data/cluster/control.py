@@ -23,10 +23,14 @@ from tierlake.data.cluster.instance import DBClusterError
 log = structlog.get_logger(__name__)
 
 CONTROL_SOCKET = "control.sock"
+MAX_SOCKET_PATH = 107  # sun_path holds 108 bytes with the final NUL
 
 
 async def serve_control(cluster: DBCluster, path: Path) -> asyncio.AbstractServer:
     """Answer status and failover requests on the Unix socket ``path``."""
+    if len(str(path).encode()) > MAX_SOCKET_PATH:
+        raise DBClusterError(f"{path} is too long for a Unix socket ({MAX_SOCKET_PATH} bytes "
+                             "at most); choose a shorter data directory")
     path.unlink(missing_ok=True)
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
