@@ -105,8 +105,8 @@ def test_db_cluster_sigkill_primary_loses_no_acknowledged_write(
     old = db_cluster.cluster.primary_name
     stream = start_stream(db_cluster)
     pid = db_cluster.member(old)["Pid"]
-    killed = stream.mark()
     os.kill(pid, signal.SIGKILL)
+    killed = stream.mark()
     wait_until("writes resume after the kill", lambda: killed in stream.info.first_ack_after)
     acked_at_resume = stream.count
     wait_until("30 more writes after resuming", lambda: stream.count >= acked_at_resume + 30)

@@ -66,7 +66,8 @@ class WriteStream:
         return self.info
 
     def mark(self) -> float:
-        """Note now (monotonic); ``info.first_ack_after[mark]`` is set at the next ack."""
+        """Note now (monotonic); ``info.first_ack_after[mark]`` is set when the first write
+        sent after it is acknowledged: seconds from the mark."""
         now = time.monotonic()
         with self._lock:
             self._marks.append(now)
@@ -80,6 +81,7 @@ class WriteStream:
         conn: pymysql.Connection | None = None
         request_id = 1
         while not self._stop.is_set() and request_id <= self.limit:
+            started = time.monotonic()
             try:
                 if conn is None:
                     conn = pymysql.connect(**self.args)
@@ -98,10 +100,10 @@ class WriteStream:
                 continue  # the same request_id again
             self.info.acknowledged.append(request_id)
             now = time.monotonic()
-            with self._lock:
-                for mark in self._marks:
-                    self.info.first_ack_after.setdefault(mark, now - mark)
-                self._marks.clear()
+            with self._lock:  # only a write sent after the mark counts (not one in flight)
+                for mark in [m for m in self._marks if m <= started]:
+                    self.info.first_ack_after[mark] = now - mark
+                    self._marks.remove(mark)
             request_id += 1
             if self.connection_per_write:
                 conn.close()
