@@ -170,3 +170,56 @@ def test_db_cluster_old_primary_rejoins_as_standby(db_cluster: RunningCluster) -
     messages = [e["Message"] for e in db_cluster.status()["Events"]
                 if e["SourceIdentifier"] == old]
     assert messages[-2:] == [events.INSTANCE_RESTARTED, events.RECOVERY_COMPLETED]
+
+
+@pytest.fixture
+def async_fallback_cluster() -> Iterator[RunningCluster]:
+    """A cluster whose primary waits only 0.3 s for its standby before committing alone
+    (MariaDB's semi-synchronous fallback), so a test can make the histories diverge."""
+    servers.require_binary(shutil.which("mariadbd", path="/usr/sbin:/usr/local/sbin:"
+                                        + os.environ.get("PATH", "")),
+                           "MariaDB server (mariadbd)", "mariadb-server")
+    directory = servers.scratch_dir("db-cluster")
+    running = RunningCluster(DBCluster(directory / "db-cluster", check_interval=0.5,
+                                       semi_sync_timeout_ms=300))
+    try:
+        running.call(running.cluster.start())
+        yield running
+    finally:
+        running.close()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_db_cluster_diverged_old_primary_is_rebuilt_from_the_new_one(
+        async_fallback_cluster: RunningCluster) -> None:
+    running = async_fallback_cluster
+    cluster = running.cluster
+    old, standby = cluster.primary_name, cluster.standby.name
+
+    def write(request_id: int) -> None:
+        with pymysql.connect(host="127.0.0.1", port=cluster.writer.port, user="app",
+                             password="app", database="appdb", autocommit=True) as conn:
+            conn.cursor().execute("INSERT INTO failover_probe (request_id) VALUES (%s)",
+                                  (request_id,))
+
+    WriteStream("127.0.0.1", cluster.writer.port).create_table()
+    write(1)
+    wait_until("the standby has row 1", lambda: 1 in read_request_ids("127.0.0.1",
+                                                                       cluster.reader.port))
+    cluster.instances[standby].execute("STOP SLAVE")  # the standby stops receiving
+    write(2)  # committed on the primary alone, after the semi-synchronous timeout
+    os.kill(running.member(old)["Pid"], signal.SIGKILL)
+    wait_until(f"{standby} is the primary", lambda: cluster.primary_name == standby)
+    wait_until(f"{old} is back as a replicating standby", lambda: (
+        running.member(old)["DBInstanceStatus"] == "available"
+        and (running.member(old)["Replication"] or {}).get("sql_running") == "Yes"))
+
+    messages = [e["Message"] for e in running.status()["Events"] if e["SourceIdentifier"] == old]
+    assert events.REPLICATION_ERROR in messages  # its own position could not be used
+    assert messages[-1] == events.RECOVERY_COMPLETED
+    write(3)
+    # The rebuilt standby is a copy of the new primary: row 2 existed only on the old one.
+    wait_until("row 3 reaches the rebuilt standby",
+               lambda: 3 in read_request_ids("127.0.0.1", cluster.reader.port))
+    assert read_request_ids("127.0.0.1", cluster.reader.port) == [1, 3]
+    assert read_request_ids("127.0.0.1", cluster.writer.port) == [1, 3]

@@ -81,6 +81,7 @@ class DBCluster:
         self._lock = asyncio.Lock()  # one role change at a time
         self._monitor: asyncio.Task[None] | None = None
         self._recovering: set[str] = set()
+        self._failed: set[str] = set()  # recovery failed: left stopped, status "failed"
         self.last_failover_seconds: float | None = None
 
     # -- roles ---------------------------------------------------------------------------------
@@ -188,7 +189,7 @@ class DBCluster:
             await self._fail_over()
         elif self.auto_recover:
             standby = self.standby
-            if not standby.running and standby.name not in self._recovering:
+            if not standby.running and standby.name not in self._recovering | self._failed:
                 self._recovering.add(standby.name)
                 asyncio.create_task(self._recover(standby), name=f"recover-{standby.name}")
 
@@ -237,17 +238,25 @@ class DBCluster:
                 self.events.record(inst.name, ev.INSTANCE_RESTARTED, "availability")
                 await self._attach_standby(inst)
                 self.events.record(inst.name, ev.RECOVERY_COMPLETED, "recovery")
-        except Exception as exc:  # noqa: BLE001 - recorded; the next round tries again
-            log.warning("db_cluster.recovery_failed", instance=inst.name, error=str(exc))
-            self.events.record(inst.name, ev.REPLICATION_ERROR, "read replica")
+        except Exception as exc:  # noqa: BLE001 - recorded; an operator decides what next
+            log.error("db_cluster.recovery_failed", instance=inst.name, error=str(exc))
+            self.events.record(inst.name, ev.RECOVERY_FAILED, "failure")
+            self._failed.add(inst.name)  # not restarted again and again
             await asyncio.to_thread(inst.stop)
         finally:
             self._recovering.discard(inst.name)
 
     async def _attach_standby(self, inst: MariaDBInstance) -> None:
+        """Make ``inst`` the standby: from its own GTID position, or, when its history has
+        diverged from the primary's, from a fresh copy of the primary."""
         primary = self.primary
         await asyncio.to_thread(inst.replicate_from, primary)
         problem = await asyncio.to_thread(inst.wait_replicating, 10.0)
+        if problem:
+            log.warning("db_cluster.rejoin_diverged", instance=inst.name, error=problem)
+            self.events.record(inst.name, ev.REPLICATION_ERROR, "read replica")
+            await asyncio.to_thread(inst.rebuild_from, primary)
+            problem = await asyncio.to_thread(inst.wait_replicating, 10.0)
         if problem:
             raise DBClusterError(f"{inst.name} cannot replicate from {primary.name}: {problem}")
         await asyncio.to_thread(primary.set_semi_sync_source, True)

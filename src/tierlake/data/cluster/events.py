@@ -28,6 +28,7 @@ PRIMARY_IMPAIRED = (
     "failed over.")
 RECOVERY_STARTED = "Recovery of the DB instance has started."  # category ``recovery``
 RECOVERY_COMPLETED = "Recovery of the DB instance is complete."  # category ``recovery``
+RECOVERY_FAILED = "The DB instance has failed recovery."  # category ``failure``
 INSTANCE_RESTARTED = "DB instance restarted"  # category ``availability``
 INSTANCE_SHUTDOWN = "DB instance shutdown"  # category ``availability``
 REPLICATION_ERROR = "Replication for the Read Replica failed."  # category ``read replica``

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import os
 import pwd
+import re
 import shutil
 import signal
 import subprocess
@@ -33,6 +34,7 @@ log = structlog.get_logger(__name__)
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
 REPLICATION_USER = "repl"
+_DUMP_GTID = re.compile(rb"gtid_slave_pos\s*=\s*'([0-9,-]*)'")
 _prctl = ctypes.CDLL(None, use_errno=True).prctl
 
 
@@ -288,3 +290,48 @@ class MariaDBInstance:
 
     def set_semi_sync_source(self, enabled: bool) -> None:
         self.execute(f"SET GLOBAL rpl_semi_sync_master_enabled={'ON' if enabled else 'OFF'}")
+
+    def rebuild_from(self, source: MariaDBInstance) -> None:
+        """Replace this server's data with a copy of ``source``'s and replicate from there.
+
+        For a server that cannot rejoin from its own position: an old primary that wrote
+        a transaction its standby never received (the client was never told it committed,
+        since semi-synchronous replication acknowledges only what the standby has) has a
+        history the new primary does not share. RDS replaces such a standby; here its data
+        directory is made anew from a consistent ``mariadb-dump`` of the primary, imported
+        without binary logging so the copy starts at the primary's GTID position.
+        """
+        self.stop()
+        shutil.rmtree(self.data, ignore_errors=True)
+        self.start()  # prepare() makes a fresh data directory
+        dump = self.dir / "rebuild.sql"
+        with dump.open("wb") as out, self.log_path.open("ab") as errors:
+            result = subprocess.run(
+                [_binary("mariadb-dump"), "--no-defaults", f"--socket={source.socket}",
+                 "-uroot", "--all-databases", "--single-transaction", "--gtid",
+                 "--master-data=2", "--routines", "--events", "--triggers"],
+                stdout=out, stderr=errors, check=False)
+        if result.returncode != 0:
+            raise DBClusterError(f"mariadb-dump of {source.name} failed (exit "
+                                 f"{result.returncode}); see {self.log_path}")
+        with dump.open("rb") as f:  # the position is written at the end of the dump
+            f.seek(max(0, dump.stat().st_size - 65536))
+            found = _DUMP_GTID.search(f.read())
+        if found is None:
+            raise DBClusterError(f"the dump of {source.name} names no GTID position; see "
+                                 f"{dump}")
+        position = found.group(1).decode()
+        with dump.open("rb") as sql, self.log_path.open("ab") as errors:
+            result = subprocess.run(
+                [_binary("mariadb"), "--no-defaults", f"--socket={self.socket}", "-uroot",
+                 "--init-command=SET SESSION sql_log_bin=0"],
+                stdin=sql, stdout=errors, stderr=errors, check=False)
+        dump.unlink(missing_ok=True)
+        if result.returncode != 0:
+            raise DBClusterError(f"loading {source.name}'s copy into {self.name} failed (exit "
+                                 f"{result.returncode}); see {self.log_path}")
+        self.execute("SET SESSION sql_log_bin=0", "RESET MASTER",
+                     f"SET GLOBAL gtid_slave_pos='{position}'", "FLUSH PRIVILEGES")
+        log.info("db_cluster.rebuilt", instance=self.name, source=source.name,
+                 gtid_position=position)
+        self.replicate_from(source)
