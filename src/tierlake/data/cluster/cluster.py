@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import secrets
 import signal
 import socket
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from pymysql.converters import escape_string
 
 from tierlake.data.cluster import events as ev
 from tierlake.data.cluster.endpoint import Endpoint
@@ -39,6 +41,7 @@ log = structlog.get_logger(__name__)
 
 STATE_FILE = "cluster.json"
 INSTANCE_NAMES = ("db-a", "db-b")
+_NAME = re.compile(r"^[A-Za-z0-9_]{1,32}$")
 
 
 class DBCluster:
@@ -57,6 +60,10 @@ class DBCluster:
                  hold_timeout: float = 30.0, semi_sync_timeout_ms: int = 10_000) -> None:
         if check_interval <= 0 or failure_threshold < 1:
             raise DBClusterError("check_interval must be > 0 and failure_threshold >= 1")
+        for what, name in (("app_user", app_user), ("database", database)):
+            if not _NAME.match(name):
+                raise DBClusterError(f"{what} {name!r} is not a plain name: use letters, "
+                                     "digits and _ (at most 32)")
         self.dir = directory
         self.identifier = identifier
         self.app_user, self.app_password, self.database = app_user, app_password, database
@@ -138,8 +145,7 @@ class DBCluster:
         primary.execute("SET GLOBAL read_only=OFF")
         primary.set_semi_sync_source(True)
         if fresh:
-            user = self.app_user.replace("'", "")
-            password = self.app_password.replace("'", "''")
+            user, password = self.app_user, escape_string(self.app_password)
             primary.execute(
                 f"CREATE DATABASE IF NOT EXISTS `{self.database}`",
                 f"CREATE USER IF NOT EXISTS '{user}'@'127.0.0.1' IDENTIFIED BY '{password}'",
