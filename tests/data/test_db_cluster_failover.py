@@ -21,7 +21,7 @@ import pymysql
 import pytest
 
 import servers
-from tierlake.data.cluster import DBCluster, events
+from tierlake.data.cluster import DBCluster, DBClusterError, events
 from tierlake.data.cluster.probe import WriteStream, read_request_ids
 
 T = TypeVar("T")
@@ -223,3 +223,29 @@ def test_db_cluster_diverged_old_primary_is_rebuilt_from_the_new_one(
                lambda: 3 in read_request_ids("127.0.0.1", cluster.reader.port))
     assert read_request_ids("127.0.0.1", cluster.reader.port) == [1, 3]
     assert read_request_ids("127.0.0.1", cluster.writer.port) == [1, 3]
+
+
+def test_db_cluster_without_a_standby_does_not_fail_over() -> None:
+    servers.require_binary(shutil.which("mariadbd", path="/usr/sbin:/usr/local/sbin:"
+                                        + os.environ.get("PATH", "")),
+                           "MariaDB server (mariadbd)", "mariadb-server")
+    directory = servers.scratch_dir("db-cluster")
+    running = RunningCluster(DBCluster(directory / "db-cluster", check_interval=0.2,
+                                       auto_recover=False))
+    try:
+        running.call(running.cluster.start())
+        cluster = running.cluster
+        old, standby = cluster.primary_name, cluster.standby.name
+        os.kill(running.member(standby)["Pid"], signal.SIGKILL)
+        wait_until(f"{standby} is seen down",
+                   lambda: running.member(standby)["DBInstanceStatus"] == "failed")
+        with pytest.raises(DBClusterError, match="no standby to fail over to"):
+            running.call(cluster.failover())
+        os.kill(running.member(old)["Pid"], signal.SIGKILL)
+        wait_until("the monitor says why it does not fail over", lambda: (
+            [e["Message"] for e in running.status()["Events"]].count(
+                events.FAILOVER_NOT_ATTEMPTED) == 2))
+        assert cluster.primary_name == old
+    finally:
+        running.close()
+        shutil.rmtree(directory, ignore_errors=True)

@@ -89,6 +89,7 @@ class DBCluster:
         self._monitor: asyncio.Task[None] | None = None
         self._recovering: set[str] = set()
         self._failed: set[str] = set()  # recovery failed: left stopped, status "failed"
+        self._no_standby_reported = False
         self.last_failover_seconds: float | None = None
 
     # -- roles ---------------------------------------------------------------------------------
@@ -213,9 +214,12 @@ class DBCluster:
         async with self._lock:
             old, new = self.primary, self.standby
             if not new.running:
-                self.events.record(self.identifier, ev.FAILOVER_NOT_ATTEMPTED, "failover",
-                                   source_type="db-cluster")
+                if not self._no_standby_reported:  # once, not every check
+                    self._no_standby_reported = True
+                    self.events.record(self.identifier, ev.FAILOVER_NOT_ATTEMPTED, "failover",
+                                       source_type="db-cluster")
                 return
+            self._no_standby_reported = False
             started = time.monotonic()
             self.writer.hold()
             self.writer.close_connections()  # they lead to a dead server
