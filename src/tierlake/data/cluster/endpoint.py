@@ -105,36 +105,43 @@ class Endpoint:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections_total += 1
         try:
-            server_reader, server_writer = await asyncio.wait_for(self._connect(),
-                                                                  self.hold_timeout)
+            server_reader, link = await asyncio.wait_for(self._connect(writer),
+                                                         self.hold_timeout)
         except TimeoutError:
             self.connections_refused += 1
             log.warning("db_cluster.endpoint_refused", endpoint=self.name, target=self.target,
                         waited=self.hold_timeout)
             writer.close()
             return
-        link = _Link(writer, server_writer)
-        self._links.add(link)
         try:
-            await asyncio.gather(self._pipe(reader, server_writer, link),
+            await asyncio.gather(self._pipe(reader, link.server, link),
                                  self._pipe(server_reader, writer, link))
         finally:
             self._links.discard(link)
             link.close()
 
-    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """A connection to the target; while the endpoint is held or its target refuses
+    async def _connect(self, client: asyncio.StreamWriter) -> tuple[asyncio.StreamReader, _Link]:
+        """A registered link to the target; while the endpoint is held or its target refuses
         (a primary that just died, before the monitor noticed), wait and try again: the
-        client sees a slow connect, not an error."""
+        client sees a slow connect, not an error. A connection that completes after a
+        hold() or a move is dropped and made again, so none reaches a fenced server and
+        :meth:`drain` sees every link to the old target."""
         while True:
             await self._open.wait()
             target = self.target
             assert target is not None  # a released endpoint always has one
             try:
-                return await asyncio.wait_for(asyncio.open_connection(*target),
-                                              CONNECT_TIMEOUT)
+                server_reader, server_writer = await asyncio.wait_for(
+                    asyncio.open_connection(*target), CONNECT_TIMEOUT)
             except (TimeoutError, OSError):
                 await asyncio.sleep(RETRY_INTERVAL)
+                continue
+            if self.held or self.target != target:
+                server_writer.close()
+                continue
+            link = _Link(client, server_writer)
+            self._links.add(link)  # no await since the check: atomic on the event loop
+            return server_reader, link
 
     @staticmethod
     async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
