@@ -90,6 +90,7 @@ class DBCluster:
         self._recovering: set[str] = set()
         self._failed: set[str] = set()  # recovery failed: left stopped, status "failed"
         self._no_standby_reported = False
+        self._tasks: set[asyncio.Task[None]] = set()
         self.last_failover_seconds: float | None = None
 
     # -- roles ---------------------------------------------------------------------------------
@@ -158,6 +159,9 @@ class DBCluster:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._monitor
             self._monitor = None
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.writer.stop()
         await self.reader.stop()
         await asyncio.gather(*(asyncio.to_thread(i.stop) for i in self.instances.values()))
@@ -198,7 +202,10 @@ class DBCluster:
             standby = self.standby
             if not standby.running and standby.name not in self._recovering | self._failed:
                 self._recovering.add(standby.name)
-                asyncio.create_task(self._recover(standby), name=f"recover-{standby.name}")
+                task = asyncio.create_task(self._recover(standby),
+                                           name=f"recover-{standby.name}")
+                self._tasks.add(task)  # a reference, so the task is not collected
+                task.add_done_callback(self._tasks.discard)
 
     async def _check(self, inst: MariaDBInstance) -> bool:
         if not inst.running:
