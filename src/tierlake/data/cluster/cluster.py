@@ -119,6 +119,8 @@ class DBCluster:
         the monitor."""
         self.dir.mkdir(parents=True, exist_ok=True)
         fresh = not self.primary.initialised
+        for inst in self.instances.values():  # one bootstrap at a time: two at once can fail
+            await asyncio.to_thread(inst.prepare)
         await asyncio.gather(*(asyncio.to_thread(i.start) for i in self.instances.values()))
         try:
             await asyncio.to_thread(self._set_up_roles, fresh)

@@ -57,10 +57,13 @@ def _binary(name: str) -> str:
 
 
 def _tail(path: Path, lines: int = 20) -> str:
+    """The log's ERROR lines, else its last ``lines`` (mariadb-install-db ends with help)."""
     try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        text = path.read_text(errors="replace").splitlines()
     except OSError:
         return "(no log)"
+    errors = [line for line in text if "ERROR" in line]
+    return "\n".join(errors[-lines:] or text[-lines:])
 
 
 class MariaDBInstance:
