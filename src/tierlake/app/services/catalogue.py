@@ -126,14 +126,14 @@ def list_products(
     count_stmt, page_stmt = _listing(bool(category), len(words), sort, include_retired)
     total = s.execute(count_stmt, params).scalar() or 0
     items = []
-    for r in s.execute(page_stmt, params):
-        stock = r.quantity if r.quantity is not None else 0
+    for (pid, sku, slug, name, description, price, active, cid, cslug, cname, cdescription,
+         quantity) in s.execute(page_stmt, params):
+        stock = quantity if quantity is not None else 0
         items.append({
-            "id": r.id, "sku": r.sku, "slug": r.slug, "name": r.name,
-            "description": r.description, "price_cents": r.price_cents,
-            "category": {"id": r.c_id, "slug": r.c_slug, "name": r.c_name,
-                         "description": r.c_description},
-            "active": r.active, "in_stock": r.active and stock > 0, "stock": stock,
+            "id": pid, "sku": sku, "slug": slug, "name": name, "description": description,
+            "price_cents": price,
+            "category": {"id": cid, "slug": cslug, "name": cname, "description": cdescription},
+            "active": active, "in_stock": active and stock > 0, "stock": stock,
         })
     return Page[ProductPublic].model_validate({
         "items": items, "total": total, "page": page, "page_size": page_size,
