@@ -65,8 +65,11 @@ def create_db_engine(url: str, pool_size: int = 10) -> Engine:
             "postgresql+psycopg://user:pw@host/db"
         ) from exc
     backend = parsed.get_backend_name()
-    # No pool_pre_ping: a dead connection is handled on use (module docstring).
-    kwargs: dict[str, Any] = {"pool_pre_ping": False}
+    # No pool_pre_ping: a dead connection is handled on use (module docstring). No reset on
+    # return either: every use goes through a SQLAlchemy Connection or Session, which ends its
+    # own transaction (rollback on close) before the connection goes back, so the pool's
+    # extra ROLLBACK was a round trip that never had anything to undo.
+    kwargs: dict[str, Any] = {"pool_pre_ping": False, "pool_reset_on_return": None}
     if backend == "sqlite":
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
     elif backend in ("mysql", "mariadb"):
