@@ -20,6 +20,8 @@ FORBIDDEN = {
     "analytics": {"app", "web", "pipeline", "fleet", "seed", "cli"},
     "web": {"data", "app", "lake", "analytics", "pipeline", "seed", "cli"},
     "app": {"web", "lake", "analytics", "pipeline", "fleet", "seed", "cli"},
+    # The BI tier reads the lake (and the pipeline's status), never the store's database.
+    "bi": {"data", "app", "web", "fleet", "seed", "cli"},
 }
 
 

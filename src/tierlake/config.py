@@ -286,6 +286,55 @@ class FleetConfig(Section):
         return self
 
 
+class BiConfig(Section):
+    """The BI tier (QuickSight's role): dashboards over the lake's curated zone."""
+
+    database_url: str = Field(
+        "",
+        description=(
+            "The BI tier's own state (its users, roles and row-level permissions; never the "
+            "store's customers): a SQLAlchemy URL. Empty: SQLite at `<data_dir>/bi.db`."
+        ),
+        repr=False,  # it may hold a password
+    )
+    dashboards_dir: Path | None = Field(
+        None,
+        description=(
+            "A folder of extra dashboard files (`*.toml`), shown beside the built-in ones; a "
+            "file with a built-in dashboard's id replaces it."
+        ),
+    )
+    cache_entries: int = Field(
+        512, ge=0,
+        description="Visual results kept in memory, keyed by the lake tables' versions; 0 "
+                    "turns the cache off.",
+    )
+    sql_row_limit: int = Field(
+        10_000, ge=1, le=1_000_000,
+        description="Rows the SQL page returns at most (the rest is cut, and the page says so).",
+    )
+    sql_timeout_seconds: float = Field(
+        10.0, gt=0,
+        description="A query on the SQL page running longer than this is stopped.",
+    )
+    session_hours: int = Field(12, ge=1, description="How long a BI login lasts.")
+    smtp_host: str = Field("127.0.0.1", description="SMTP server for reports and alerts.")
+    smtp_port: int = Field(
+        8025, ge=0, le=65535,
+        description="SMTP port; `tierlake up` runs a mail catcher there (see `mail_catcher`).",
+    )
+    mail_from: str = Field("tierlake-bi@tierlake.test", description="Sender of reports and alerts.")
+    mail_catcher: bool = Field(
+        True,
+        description="Under `tierlake up`, run an embedded SMTP server on `smtp_port` that keeps "
+                    "what it receives and lists it on the BI tier's Mail page, instead of "
+                    "sending anything out.",
+    )
+    alert_check_seconds: float = Field(
+        60.0, gt=0, description="How often the BI tier evaluates alerts and due reports.",
+    )
+
+
 class AuthConfig(Section):
     """Customers' log-in sessions and the login limiter (password guessing)."""
 
@@ -401,6 +450,11 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address the tiers listen on.")
     web_port: int = Field(8000, ge=0, le=65535, description="Port of the web tier (store front).")
     app_port: int = Field(8001, ge=0, le=65535, description="Port of the app tier (JSON API).")
+    bi_port: int = Field(
+        8003, ge=0, le=65535,
+        description="Port of the BI tier (`tierlake serve bi`); under `tierlake up` it is also "
+                    "behind the internet-facing load balancer at `/bi`.",
+    )
     app_url: str = Field(
         "",
         description=(
@@ -437,6 +491,7 @@ class Settings(BaseSettings):
     lb: LbConfig = Field(default_factory=LbConfig)
     dns: DnsConfig = Field(default_factory=DnsConfig)
     fleet: FleetConfig = Field(default_factory=FleetConfig)
+    bi: BiConfig = Field(default_factory=BiConfig)
     cache_url: str = Field(
         "",
         description=(
@@ -506,6 +561,12 @@ class Settings(BaseSettings):
         return self.events.dir if self.events.dir is not None else self.data_dir / "events"
 
     @property
+    def resolved_bi_database_url(self) -> str:
+        if self.bi.database_url:
+            return self.bi.database_url
+        return f"sqlite:///{(self.data_dir / 'bi.db').resolve()}"
+
+    @property
     def resolved_access_logs_dir(self) -> Path:
         d = self.lb.access_logs_dir
         return d if d is not None else self.data_dir / "lb-logs"
@@ -519,6 +580,10 @@ class Settings(BaseSettings):
             # An unparseable URL is shown as given: it has no password part to hide.
             with suppress(Exception):
                 data["database_url"] = make_url(self.database_url).render_as_string(
+                    hide_password=True)
+        if self.bi.database_url:
+            with suppress(Exception):
+                data["bi"]["database_url"] = make_url(self.bi.database_url).render_as_string(
                     hide_password=True)
         if self.cache_url:
             data["cache_url"] = re.sub(r"//[^@/]*@", "//***@", self.cache_url)
