@@ -4,18 +4,35 @@ SQLite (the embedded default) runs in WAL mode with a busy timeout; write
 transactions start with ``BEGIN IMMEDIATE`` so two writers queue on the lock
 instead of failing when one upgrades a read lock. MySQL/MariaDB and PostgreSQL
 run at READ COMMITTED. Transient conflicts (deadlock, lock timeout, a busy
-SQLite file) are retried a few times by :meth:`Database.write`.
+SQLite file) are retried a few times by :meth:`Database.write` and
+:meth:`Database.transaction`.
+
+There is no ping before each pool checkout (``pool_pre_ping``): it cost a round
+trip per checkout. A connection that died in the pool (server restarted, idle
+timeout) is found on use instead: SQLAlchemy invalidates it and the whole pool
+generation, a read run through :meth:`Database.run` is retried once on a fresh
+connection, and a write fails with :class:`~tierlake.errors.DatabaseUnavailableError`
+(a 503 for the client), never retried blindly, since its commit may or may not
+have happened. See SQLAlchemy's "Dealing with Disconnects" (pessimistic
+pre-ping against optimistic handling):
+https://docs.sqlalchemy.org/en/20/core/pooling.html#dealing-with-disconnects
+
+The hot paths (catalogue pages, checkout) use Core statements on one pooled
+connection per request (:meth:`Database.run`), so a read ends with one
+``ROLLBACK`` (the connection's; the pool then skips its own reset) instead of a
+session's rollback followed by the pool's.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import structlog
-from sqlalchemy import Engine, create_engine, event, insert
+from sqlalchemy import Connection, Engine, create_engine, event, insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Mapper, Session, sessionmaker
@@ -48,7 +65,11 @@ def create_db_engine(url: str, pool_size: int = 10) -> Engine:
             "postgresql+psycopg://user:pw@host/db"
         ) from exc
     backend = parsed.get_backend_name()
-    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    # No pool_pre_ping: a dead connection is handled on use (module docstring). No reset on
+    # return either: every use goes through a SQLAlchemy Connection or Session, which ends its
+    # own transaction (rollback on close) before the connection goes back, so the pool's
+    # extra ROLLBACK was a round trip that never had anything to undo.
+    kwargs: dict[str, Any] = {"pool_pre_ping": False, "pool_reset_on_return": None}
     if backend == "sqlite":
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
     elif backend in ("mysql", "mariadb"):
@@ -122,6 +143,8 @@ def is_transient(exc: BaseException) -> bool:
 
 def is_unavailable(exc: BaseException) -> bool:
     """The server cannot be reached at all (as opposed to a bad statement)."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True  # SQLAlchemy's dialect recognised a disconnect
     if not isinstance(exc, OperationalError):
         return False
     text = str(exc.orig).lower()
@@ -139,6 +162,8 @@ class Database:
         self.url = url
         self.engine = create_db_engine(url, pool_size)
         self.backend = self.engine.dialect.name
+        # Per thread: whether the request running in :meth:`run` has begun a write.
+        self._local = threading.local()
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(
             self.engine.execution_options(sqlite_begin="IMMEDIATE"), expire_on_commit=False
@@ -168,11 +193,71 @@ class Database:
                 time.sleep(0.02 * attempt)
         raise AssertionError("unreachable")
 
+    def run(self, fn: Callable[[Connection], T]) -> T:
+        """Run ``fn`` (one request's database work) on one pooled connection.
+
+        One checkout for the whole request: its reads, and the write transactions it opens
+        with :meth:`transaction`. If the connection turns out dead before ``fn`` wrote
+        anything, ``fn`` runs once more on a fresh connection (the pool was invalidated);
+        after a write began, the error is a :class:`DatabaseUnavailableError` instead.
+        """
+        with self.translate_errors():
+            self._local.wrote = False
+            try:
+                with self.engine.connect() as conn:
+                    return fn(conn)
+            except DBAPIError as exc:
+                if not exc.connection_invalidated or self._local.wrote:
+                    raise
+                log.warning("db.reconnect", backend=self.backend, error=str(exc.orig)[:200])
+            with self.engine.connect() as conn:
+                return fn(conn)
+
+    def reading(self, fn: Callable[[Session], T]) -> T:
+        """Run ``fn`` with a read-only ORM session, retried once on a dead connection (as
+        :meth:`run`). The session joins the connection's transaction, so the read ends with
+        the connection's one ``ROLLBACK``."""
+        def _read(conn: Connection) -> T:
+            conn.begin()
+            # Joining a transaction already begun, the session leaves it to the connection
+            # (join_transaction_mode "conditional_savepoint" -> "rollback_only").
+            with Session(bind=conn, expire_on_commit=False) as session:
+                return fn(session)
+
+        return self.run(_read)
+
+    def transaction(self, conn: Connection, fn: Callable[[Connection], T],
+                    attempts: int = 4) -> T:
+        """Run ``fn`` in one write transaction on ``conn``, retrying transient conflicts.
+
+        A read transaction still open on ``conn`` is ended first. On SQLite the transaction
+        starts with ``BEGIN IMMEDIATE`` (writers queue on the lock instead of failing on
+        upgrade).
+        """
+        if conn.in_transaction():
+            conn.rollback()
+        self._local.wrote = True
+        conn.execution_options(sqlite_begin="IMMEDIATE")
+        try:
+            for attempt in range(1, attempts + 1):
+                try:
+                    with conn.begin():
+                        return fn(conn)
+                except DBAPIError as exc:
+                    if attempt == attempts or not is_transient(exc):
+                        raise
+                    log.info("db.retry", attempt=attempt, error=str(exc.orig)[:200])
+                    time.sleep(0.02 * attempt)
+            raise AssertionError("unreachable")
+        finally:
+            if not conn.invalidated:
+                conn.execution_options(sqlite_begin="DEFERRED")
+
     @contextmanager
     def translate_errors(self) -> Iterator[None]:
         try:
             yield
-        except OperationalError as exc:
+        except DBAPIError as exc:
             if is_unavailable(exc):
                 raise DatabaseUnavailableError(
                     f"cannot reach the database at {safe_url(self.url)}: {exc.orig}. "

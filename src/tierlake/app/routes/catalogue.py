@@ -1,10 +1,18 @@
-"""Catalogue endpoints: categories, product listing and search, product detail."""
+"""Catalogue endpoints: categories, product listing and search, product detail.
+
+The endpoints are ``async`` and make one thread-pool hop each, for the database work, and
+return the JSON they serialised (``response_model`` stays for the OpenAPI schema): as sync
+endpoints FastAPI also hopped to the pool for the dependency and to validate the
+response again (docs/benchmarks.md measures both).
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Response
+from pydantic import BaseModel, TypeAdapter
+from starlette.concurrency import run_in_threadpool
 
 from tierlake.app.deps import DB
 from tierlake.app.schemas import NO_NUL, CategoryPublic, ErrorResponse, Page, ProductPublic
@@ -16,17 +24,23 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse}}
 
 PageNo = Annotated[int, Query(ge=1, le=100_000, description="1-based page number.")]
 PageSize = Annotated[int, Query(ge=1, le=100, description="Items per page.")]
+_CATEGORIES = TypeAdapter(list[CategoryPublic])
+
+
+def _json(model: BaseModel | bytes) -> Response:
+    body = model if isinstance(model, bytes) else model.model_dump_json().encode()
+    return Response(body, media_type="application/json")
 
 
 @router.get("/categories", response_model=list[CategoryPublic])
-def list_categories(db: DB) -> list[CategoryPublic]:
+async def list_categories(db: DB) -> Response:
     """Every category, with the number of products on sale in it."""
-    with db.read() as s:
-        return catalogue.list_categories(s)
+    categories = await run_in_threadpool(db.reading, catalogue.list_categories)
+    return _json(_CATEGORIES.dump_json(categories))
 
 
 @router.get("/products", response_model=Page[ProductPublic], responses=NOT_FOUND)
-def list_products(
+async def list_products(
     db: DB,
     category: Annotated[str | None, Query(max_length=80, description="Category slug.",
                                           pattern=NO_NUL)] = None,
@@ -35,18 +49,19 @@ def list_products(
     page: PageNo = 1,
     page_size: PageSize = 24,
     sort: Sort = "relevance",
-) -> Page[ProductPublic]:
+) -> Response:
     """Products on sale, filtered by category and search words, one page at a time."""
-    with db.read() as s:
-        return catalogue.list_products(s, category=category, q=q, page=page,
-                                       page_size=page_size, sort=sort)
+    listing = await run_in_threadpool(db.run, lambda conn: catalogue.list_products(
+        conn, category=category, q=q, page=page, page_size=page_size, sort=sort))
+    return _json(listing)
 
 
 @router.get("/products/{ref}", response_model=ProductPublic, responses=NOT_FOUND)
-def read_product(
+async def read_product(
     db: DB,
     ref: Annotated[str, Path(max_length=160, description="Product id or slug.", pattern=NO_NUL)],
-) -> ProductPublic:
+) -> Response:
     """One product by id or slug (retired products too, marked `active: false`)."""
-    with db.read() as s:
-        return catalogue.product_public(catalogue.find_product(s, ref))
+    product = await run_in_threadpool(
+        db.reading, lambda s: catalogue.product_public(catalogue.find_product(s, ref)))
+    return _json(product)

@@ -33,8 +33,7 @@ def health() -> dict[str, str]:
 def ready(db: DB) -> JSONResponse:
     """The process can serve: the database answers. 503 otherwise."""
     try:
-        with db.read() as s:
-            s.execute(text("SELECT 1"))
+        db.run(lambda conn: conn.execute(text("SELECT 1")))
     except Exception as exc:  # noqa: BLE001 - any failure means "not ready"; detail to the log
         log.warning("app.not_ready", dependency="database", error=str(exc)[:500])
         return JSONResponse({"status": "unavailable", "checks": {"database": {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -17,6 +17,29 @@ from tierlake.data.schema import AuthSession, Cart, Customer, Order, utcnow
 
 # Verified when the e-mail is unknown, so a login takes as long either way.
 _DUMMY_HASH = hash_password("not-a-real-password")
+
+
+# Built once: the token lookup runs on every authenticated request.
+_CUSTOMER_FOR_TOKEN = (
+    select(AuthSession.customer_id)
+    .join(Customer, Customer.id == AuthSession.customer_id)
+    .where(AuthSession.token_hash == bindparam("token_hash"),
+           AuthSession.expires_at > bindparam("now", type_=AuthSession.expires_at.type),
+           Customer.deleted_at.is_(None))
+)
+
+
+def authenticate(conn: Connection, token: str | None) -> int:
+    """The id of the customer whose live session this bearer token is (one indexed SELECT of
+    one column); 401 otherwise."""
+    if not token:
+        raise UnauthorizedError("Log in first: send `Authorization: Bearer <token>`.")
+    customer_id = conn.execute(_CUSTOMER_FOR_TOKEN,
+                               {"token_hash": token_hash(token), "now": utcnow()}).scalar()
+    if customer_id is None:
+        raise UnauthorizedError("Your session has expired or is not valid; log in again.",
+                                code="invalid_token")
+    return int(customer_id)
 
 
 def customer_public(c: Customer) -> CustomerPublic:
@@ -67,9 +90,8 @@ def register(db: Database, body: CustomerCreate, ttl_hours: int) -> SessionPubli
 
 def login(db: Database, email: str, password: str, ttl_hours: int) -> SessionPublic:
     email = email.strip().lower()
-    with db.read() as s:
-        customer = s.scalar(select(Customer).where(
-            func.lower(Customer.email) == email, Customer.deleted_at.is_(None)))
+    customer = db.reading(lambda s: s.scalar(select(Customer).where(
+        func.lower(Customer.email) == email, Customer.deleted_at.is_(None))))
     if customer is None:
         verify_password(_DUMMY_HASH, password)
         raise UnauthorizedError("Wrong e-mail or password.", code="invalid_credentials")
