@@ -36,7 +36,11 @@ pipeline_app = typer.Typer(
     help="The analytics pipeline: extract the store into the lake, run the jobs.",
     no_args_is_help=True)
 app.add_typer(pipeline_app, name="pipeline")
+from tierlake.cli_db_cluster import cluster_app, cluster_failover  # noqa: E402
 from tierlake.cli_fleet import fleet_app  # noqa: E402 - its commands join the app here
+
+db_app.add_typer(cluster_app, name="cluster")
+db_app.command("failover")(cluster_failover)
 
 app.add_typer(fleet_app, name="fleet")
 

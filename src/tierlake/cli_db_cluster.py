@@ -3,8 +3,8 @@
 ``up`` runs the cluster in the foreground (two ``mariadbd`` servers under
 ``<data_dir>/db-cluster/``, the writer and reader endpoints, the failover monitor) until
 Ctrl-C; ``status`` and ``failover`` talk to it over its control socket
-(:mod:`tierlake.data.cluster.control`). The lead registers ``cluster_app`` under
-``tierlake db``; until then ``python -m tierlake.cli_db_cluster`` runs it. Failures are one
+(:mod:`tierlake.data.cluster.control`). ``cluster_app`` is ``tierlake db cluster``
+and ``failover`` is also ``tierlake db failover``. Failures are one
 line on stderr and exit code 1, never a traceback.
 """
 
@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from tierlake.config import get_settings
+from tierlake.config import DbClusterConfig, get_settings
 from tierlake.data.cluster import CONTROL_SOCKET, DBCluster, DBClusterError, request, serve_control
 from tierlake.logging import configure_logging
 
@@ -34,8 +34,6 @@ cluster_app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 CLUSTER_DIR = "db-cluster"
-DEFAULT_WRITER_PORT = 3316
-DEFAULT_READER_PORT = 3317
 EVENTS_SHOWN = 15
 
 DataDirOpt = Annotated[Path | None, typer.Option(
@@ -65,29 +63,52 @@ def _cluster_dir(data_dir: Path | None) -> Path:
 @cluster_app.command("up")
 def up(
     data_dir: DataDirOpt = None,
-    writer_port: Annotated[int, typer.Option(
-        help="The writer endpoint's port (the app tier's database URL).")] = DEFAULT_WRITER_PORT,
-    reader_port: Annotated[int, typer.Option(
-        help="The reader endpoint's port (the standby).")] = DEFAULT_READER_PORT,
-    check_interval: Annotated[float, typer.Option(
-        help="Seconds between health checks of each server.")] = 1.0,
-    failure_threshold: Annotated[int, typer.Option(
-        help="Failed checks in a row before a failover (a dead process: at once).")] = 3,
+    writer_port: Annotated[int | None, typer.Option(
+        help="The writer endpoint's port (the app tier's database URL) [default: "
+        "TIERLAKE_DB_CLUSTER__WRITER_PORT, 3316].", show_default=False)] = None,
+    reader_port: Annotated[int | None, typer.Option(
+        help="The reader endpoint's port (the standby) [default: "
+        "TIERLAKE_DB_CLUSTER__READER_PORT, 3317].", show_default=False)] = None,
+    check_interval: Annotated[float | None, typer.Option(
+        help="Seconds between health checks of each server [default: "
+        "TIERLAKE_DB_CLUSTER__CHECK_INTERVAL, 1].", show_default=False)] = None,
+    failure_threshold: Annotated[int | None, typer.Option(
+        help="Failed checks in a row before a failover (a dead process: at once) [default: "
+        "TIERLAKE_DB_CLUSTER__FAILURE_THRESHOLD, 3].", show_default=False)] = None,
 ) -> None:
     """Start the primary, the standby, the endpoints and the monitor; Ctrl-C stops them."""
     configure_logging("INFO", "console", "db-cluster")
     directory = _cluster_dir(data_dir)
+    config = _config()
+    overrides = {"writer_port": writer_port, "reader_port": reader_port,
+                 "check_interval": check_interval, "failure_threshold": failure_threshold}
+    config = config.model_copy(update={k: v for k, v in overrides.items() if v is not None})
     try:
-        asyncio.run(_run(directory, writer_port, reader_port, check_interval,
-                         failure_threshold))
+        asyncio.run(_run(directory, config))
     except (DBClusterError, OSError) as exc:
         _fail(str(exc))
 
 
-async def _run(directory: Path, writer_port: int, reader_port: int, check_interval: float,
-               failure_threshold: int) -> None:
-    cluster = DBCluster(directory, writer_port=writer_port, reader_port=reader_port,
-                        check_interval=check_interval, failure_threshold=failure_threshold)
+def _config() -> DbClusterConfig:
+    try:
+        return get_settings().db_cluster
+    except ValidationError as exc:
+        _fail(f"configuration is invalid ({exc.error_count()} problem(s)); run `tierlake "
+              "config show` to see which")
+
+
+def new_cluster(directory: Path, config: DbClusterConfig) -> DBCluster:
+    """The cluster the ``db_cluster`` settings describe (``tierlake up`` builds the same)."""
+    return DBCluster(directory, writer_port=config.writer_port,
+                     reader_port=config.reader_port, check_interval=config.check_interval,
+                     failure_threshold=config.failure_threshold,
+                     auto_recover=config.auto_recover, drain_timeout=config.drain_timeout,
+                     hold_timeout=config.hold_timeout,
+                     semi_sync_timeout_ms=config.semi_sync_timeout_ms)
+
+
+async def _run(directory: Path, config: DbClusterConfig) -> None:
+    cluster = new_cluster(directory, config)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -149,6 +170,9 @@ def failover(data_dir: DataDirOpt = None) -> None:
     result: dict[str, Any] = _ask(data_dir, "failover")
     out.print(f"{result['new_primary']} is the primary now ({result['old_primary']} is its "
               f"standby); writes were held for {result['seconds']:.2f} s")
+
+
+cluster_failover = failover  # `tierlake db failover`, as RDS's reboot with failover
 
 
 if __name__ == "__main__":

@@ -286,6 +286,50 @@ class FleetConfig(Section):
         return self
 
 
+class DbClusterConfig(Section):
+    """The database cluster under `tierlake up` (RDS Multi-AZ's role): a MariaDB primary and a
+    semi-synchronous standby under `<data_dir>/db-cluster/`, writer and reader endpoints, and
+    automatic failover. `tierlake db cluster up` reads the same settings."""
+
+    enabled: bool = Field(
+        False,
+        description=(
+            "Run the cluster under `tierlake up`, before the app tier, whose database URL "
+            "becomes the writer endpoint (and its replica URL the reader endpoint)."
+        ),
+    )
+    writer_port: int = Field(
+        3316, ge=0, le=65535,
+        description="The writer endpoint's port (RDS Proxy-like; follows the primary).")
+    reader_port: int = Field(
+        3317, ge=0, le=65535,
+        description="The reader endpoint's port (the standby; the primary when there is none).")
+    check_interval: float = Field(
+        1.0, gt=0, le=60, description="Seconds between the monitor's checks of each server.")
+    failure_threshold: int = Field(
+        3, ge=1, le=100,
+        description="Failed checks in a row before a failover (a dead process: at once).")
+    semi_sync_timeout_ms: int = Field(
+        10_000, ge=1,
+        description=(
+            "How long the primary waits for the standby's acknowledgement of a commit before "
+            "committing alone (`rpl_semi_sync_master_timeout`)."
+        ),
+    )
+    drain_timeout: float = Field(
+        5.0, ge=0,
+        description="A planned failover: how long connections may finish before being closed.")
+    hold_timeout: float = Field(
+        30.0, gt=0,
+        description=(
+            "How long an endpoint holds a new connection while it has no server (a failover "
+            "in progress) before refusing it."
+        ),
+    )
+    auto_recover: bool = Field(
+        True, description="Restart a failed server and make it rejoin as the standby.")
+
+
 class BiConfig(Section):
     """The BI tier (QuickSight's role): dashboards over the lake's curated zone."""
 
@@ -436,6 +480,28 @@ class Settings(BaseSettings):
         repr=False,  # it may hold a password
     )
     database_pool_size: int = Field(10, ge=1, description="Connections kept per app-tier process.")
+    database_replica_urls: list[str] = Field(
+        [],
+        description=(
+            "Read replicas of the store's database (MySQL/MariaDB URLs, a JSON list). Reads "
+            "that may be slightly stale (catalogue, search, product pages, order history) go "
+            "to one; a customer still sees their own writes; logins and checkout stay on the "
+            "primary. A replica that is down or lags too much is skipped."
+        ),
+        repr=False,  # they may hold passwords
+    )
+    database_replica_max_lag_seconds: float = Field(
+        5.0, gt=0,
+        description="A replica further behind the primary than this is skipped (reads go to "
+        "the primary).",
+    )
+    database_replica_wait_seconds: float = Field(
+        0.5, ge=0, le=30,
+        description=(
+            "Read-your-writes: how long a customer's own read waits for the replica to apply "
+            "the primary's position (`MASTER_GTID_WAIT`) before going to the primary."
+        ),
+    )
     secret_key: SecretStr = Field(
         SecretStr(DEFAULT_SECRET),
         description="Signs the web tier's cookies and CSRF tokens. Must be set in production.",
@@ -492,6 +558,7 @@ class Settings(BaseSettings):
     dns: DnsConfig = Field(default_factory=DnsConfig)
     fleet: FleetConfig = Field(default_factory=FleetConfig)
     bi: BiConfig = Field(default_factory=BiConfig)
+    db_cluster: DbClusterConfig = Field(default_factory=DbClusterConfig)
     cache_url: str = Field(
         "",
         description=(
@@ -501,6 +568,17 @@ class Settings(BaseSettings):
         ),
         repr=False,  # it may hold a password
     )
+
+    @field_validator("database_replica_urls")
+    @classmethod
+    def _replica_urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not re.match(r"^(mysql|mariadb)(\+\w+)?://.+", url.strip()):
+                raise ValueError(
+                    f"{url.split('@')[-1]!r} is not a MySQL/MariaDB URL; replicas are "
+                    "supported on MariaDB (e.g. mysql+pymysql://user:pw@host:3317/db); give "
+                    "a JSON list, or [] for none")
+        return [u.strip() for u in value]
 
     @field_validator("cache_url")
     @classmethod
@@ -581,6 +659,11 @@ class Settings(BaseSettings):
             with suppress(Exception):
                 data["database_url"] = make_url(self.database_url).render_as_string(
                     hide_password=True)
+        if self.database_replica_urls:
+            with suppress(Exception):
+                data["database_replica_urls"] = [
+                    make_url(u).render_as_string(hide_password=True)
+                    for u in self.database_replica_urls]
         if self.bi.database_url:
             with suppress(Exception):
                 data["bi"]["database_url"] = make_url(self.bi.database_url).render_as_string(

@@ -38,7 +38,7 @@ def _too_large(_: Scope, exc: BodyTooLargeError) -> JSONResponse:
 def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
     settings = settings or get_settings()
     owns_db = db is None
-    database = db or Database(settings.resolved_database_url, settings.database_pool_size)
+    database = db or Database.from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):

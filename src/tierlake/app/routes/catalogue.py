@@ -35,7 +35,7 @@ def _json(model: BaseModel | bytes) -> Response:
 @router.get("/categories", response_model=list[CategoryPublic])
 async def list_categories(db: DB) -> Response:
     """Every category, with the number of products on sale in it."""
-    categories = await run_in_threadpool(db.reading, catalogue.list_categories)
+    categories = await run_in_threadpool(db.reading, catalogue.list_categories, stale_ok=True)
     return _json(_CATEGORIES.dump_json(categories))
 
 
@@ -52,7 +52,8 @@ async def list_products(
 ) -> Response:
     """Products on sale, filtered by category and search words, one page at a time."""
     listing = await run_in_threadpool(db.run, lambda conn: catalogue.list_products(
-        conn, category=category, q=q, page=page, page_size=page_size, sort=sort))
+        conn, category=category, q=q, page=page, page_size=page_size, sort=sort),
+        stale_ok=True)
     return _json(listing)
 
 
@@ -63,5 +64,6 @@ async def read_product(
 ) -> Response:
     """One product by id or slug (retired products too, marked `active: false`)."""
     product = await run_in_threadpool(
-        db.reading, lambda s: catalogue.product_public(catalogue.find_product(s, ref)))
+        db.reading, lambda s: catalogue.product_public(catalogue.find_product(s, ref)),
+        stale_ok=True)
     return _json(product)

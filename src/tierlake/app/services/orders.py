@@ -58,6 +58,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from tierlake.app.errors import ConflictError, InvalidInputError, NotFoundError, OutOfStockError
 from tierlake.app.schemas import OrderCreate, OrderLinePublic, OrderPublic, Page
@@ -322,22 +323,27 @@ def _place(conn: Connection, customer_id: int, key: str, body: OrderCreate) -> O
 
 
 def list_orders(db: Database, customer_id: int, page: int, page_size: int) -> Page[OrderPublic]:
-    with db.read() as s:
+    """The history page: on a replica, once it has the customer's own latest orders."""
+    def _read(s: Session) -> tuple[int, list[OrderPublic]]:
         total = s.scalar(select(func.count(Order.id)).where(Order.customer_id == customer_id)) or 0
         orders = s.scalars(
             select(Order).where(Order.customer_id == customer_id)
             .order_by(Order.placed_at.desc(), Order.id.desc())
             .limit(page_size).offset((page - 1) * page_size)
         )
-        items = [OrderPublic.model_validate(o) for o in orders]
+        return total, [OrderPublic.model_validate(o) for o in orders]
+
+    total, items = db.reading(_read, stale_ok=True, read_your_writes=True)
     return Page[OrderPublic](items=items, total=total, page=page, page_size=page_size,
                              pages=max(1, math.ceil(total / page_size)))
 
 
 def read_order(db: Database, customer_id: int, order_id: int) -> OrderPublic:
-    with db.read() as s:
+    def _read(s: Session) -> OrderPublic:
         order = s.scalar(select(Order).where(Order.id == order_id,
                                              Order.customer_id == customer_id))
         if order is None:
             raise NotFoundError(f"No order {order_id} in your account.")
         return OrderPublic.model_validate(order)
+
+    return db.reading(_read, stale_ok=True, read_your_writes=True)
