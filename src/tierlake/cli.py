@@ -139,19 +139,27 @@ def up(
     from tierlake.data import migrate
     from tierlake.fleet.supervisor import Supervisor
 
-    settings = _settings("supervisor")
-    with _database(settings) as db:
-        migrate.upgrade(db.engine)
-        if seed:
-            from tierlake.seed import is_empty, seed_store
+    supervisor = Supervisor(_settings("supervisor"))
+    settings = supervisor.settings  # with db_cluster.enabled: on the cluster's endpoints
+    shoppers: list[str] = []
 
-            if is_empty(db):
-                out.print("Empty store: seeding a demo store (takes a few seconds)...")
-                seed_store(db, events_dir=settings.resolved_events_dir,
-                           admin_email=settings.admin_email,
-                           admin_password=settings.admin_password.get_secret_value())
-        shoppers = _demo_shoppers(db)
-    supervisor = Supervisor(settings)
+    def prepare() -> None:
+        with _database(settings) as db:
+            migrate.upgrade(db.engine)
+            if seed:
+                from tierlake.seed import is_empty, seed_store
+
+                if is_empty(db):
+                    out.print("Empty store: seeding a demo store (takes a few seconds)...")
+                    seed_store(db, events_dir=settings.resolved_events_dir,
+                               admin_email=settings.admin_email,
+                               admin_password=settings.admin_password.get_secret_value())
+            shoppers.extend(_demo_shoppers(db))
+
+    if supervisor.db_cluster:  # the database exists once the cluster has started
+        supervisor.db_cluster.on_started = prepare
+    else:
+        prepare()
 
     def ready() -> None:
         for line in _banner(settings, supervisor.url("web"), supervisor.url("app"), shoppers):

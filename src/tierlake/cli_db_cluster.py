@@ -97,18 +97,8 @@ def _config() -> DbClusterConfig:
               "config show` to see which")
 
 
-def new_cluster(directory: Path, config: DbClusterConfig) -> DBCluster:
-    """The cluster the ``db_cluster`` settings describe (``tierlake up`` builds the same)."""
-    return DBCluster(directory, writer_port=config.writer_port,
-                     reader_port=config.reader_port, check_interval=config.check_interval,
-                     failure_threshold=config.failure_threshold,
-                     auto_recover=config.auto_recover, drain_timeout=config.drain_timeout,
-                     hold_timeout=config.hold_timeout,
-                     semi_sync_timeout_ms=config.semi_sync_timeout_ms)
-
-
 async def _run(directory: Path, config: DbClusterConfig) -> None:
-    cluster = new_cluster(directory, config)
+    cluster = DBCluster.from_config(directory, config)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

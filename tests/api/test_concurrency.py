@@ -6,6 +6,7 @@ import asyncio
 import uuid
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 from tierlake.data.schema import STORE_TABLES, Base, Cart
@@ -19,6 +20,7 @@ def _snapshot(db) -> dict[str, set[tuple]]:  # type: ignore[no-untyped-def]
                 for name in STORE_TABLES}
 
 
+@pytest.mark.parametrize("db", ["primary", "replica"], indirect=True)
 def test_fifty_checkouts_for_the_last_ten_units(api, db, server_url) -> None:
     scarce = api.product(name="Last Few", stock=UNITS)
     other = api.product(name="Bystander", stock=100)
@@ -52,8 +54,8 @@ def test_fifty_checkouts_for_the_last_ten_units(api, db, server_url) -> None:
     winners = [r.json() for r in responses if r.status_code == 201]
 
     after = _snapshot(db)
-    assert api.client.get(f"/api/v1/products/{scarce['id']}").json()["stock"] == 0
-    assert api.client.get(f"/api/v1/products/{other['id']}").json()["stock"] == 100
+    assert api.stock(scarce["id"], 0) == 0
+    assert api.stock(other["id"], 100) == 100
     # Exactly the expected rows changed, and nothing else.
     for name in ("categories", "products", "customers", "auth_sessions"):
         assert after[name] == before[name], name

@@ -7,81 +7,26 @@ the writes are a real client through the writer endpoint (:class:`WriteStream`).
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import os
-import shutil
 import signal
-import threading
-import time
-from collections.abc import Callable, Coroutine, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import pymysql
 import pytest
 
-import servers
-from tierlake.data.cluster import DBCluster, DBClusterError, events
+from db_clusters import RunningCluster, running_cluster, wait_until
+from tierlake.data.cluster import DBClusterError, events
 from tierlake.data.cluster.probe import WriteStream, read_request_ids
-
-T = TypeVar("T")
-WAIT = 60.0  # bound for every wait; pytest-timeout bounds the test too
 
 pytestmark = pytest.mark.timeout(180)
 
 
-class RunningCluster:
-    """A :class:`DBCluster` on an event loop in a thread."""
-
-    def __init__(self, cluster: DBCluster) -> None:
-        self.cluster = cluster
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def call(self, coro: Coroutine[Any, Any, T], timeout: float = WAIT) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def status(self) -> dict[str, Any]:
-        async def get() -> dict[str, Any]:
-            return self.cluster.status()
-        return self.call(get())
-
-    def member(self, name: str) -> dict[str, Any]:
-        return next(m for m in self.status()["DBClusterMembers"]
-                    if m["DBInstanceIdentifier"] == name)
-
-    def close(self) -> None:
-        try:
-            self.call(self.cluster.stop())
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(10)
-            self.loop.close()
-
-
-def wait_until(what: str, check: Callable[[], bool], timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout:.0f}s: {what}")
-
-
 @pytest.fixture
 def db_cluster() -> Iterator[RunningCluster]:
-    servers.require_binary(shutil.which("mariadbd", path="/usr/sbin:/usr/local/sbin:"
-                                        + os.environ.get("PATH", "")),
-                           "MariaDB server (mariadbd)", "mariadb-server")
-    directory = servers.scratch_dir("db-cluster")
-    running = RunningCluster(DBCluster(directory / "db-cluster", check_interval=0.5))
-    try:
-        running.call(running.cluster.start())
+    with running_cluster(check_interval=0.5) as running:
         yield running
-    finally:
-        running.close()
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def start_stream(running: RunningCluster, **kwargs: Any) -> WriteStream:
@@ -176,18 +121,8 @@ def test_db_cluster_old_primary_rejoins_as_standby(db_cluster: RunningCluster) -
 def async_fallback_cluster() -> Iterator[RunningCluster]:
     """A cluster whose primary waits only 0.3 s for its standby before committing alone
     (MariaDB's semi-synchronous fallback), so a test can make the histories diverge."""
-    servers.require_binary(shutil.which("mariadbd", path="/usr/sbin:/usr/local/sbin:"
-                                        + os.environ.get("PATH", "")),
-                           "MariaDB server (mariadbd)", "mariadb-server")
-    directory = servers.scratch_dir("db-cluster")
-    running = RunningCluster(DBCluster(directory / "db-cluster", check_interval=0.5,
-                                       semi_sync_timeout_ms=300))
-    try:
-        running.call(running.cluster.start())
+    with running_cluster(check_interval=0.5, semi_sync_timeout_ms=300) as running:
         yield running
-    finally:
-        running.close()
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def test_db_cluster_diverged_old_primary_is_rebuilt_from_the_new_one(
@@ -226,14 +161,7 @@ def test_db_cluster_diverged_old_primary_is_rebuilt_from_the_new_one(
 
 
 def test_db_cluster_without_a_standby_does_not_fail_over() -> None:
-    servers.require_binary(shutil.which("mariadbd", path="/usr/sbin:/usr/local/sbin:"
-                                        + os.environ.get("PATH", "")),
-                           "MariaDB server (mariadbd)", "mariadb-server")
-    directory = servers.scratch_dir("db-cluster")
-    running = RunningCluster(DBCluster(directory / "db-cluster", check_interval=0.2,
-                                       auto_recover=False))
-    try:
-        running.call(running.cluster.start())
+    with running_cluster(check_interval=0.2, auto_recover=False) as running:
         cluster = running.cluster
         old, standby = cluster.primary_name, cluster.standby.name
         os.kill(running.member(standby)["Pid"], signal.SIGKILL)
@@ -246,6 +174,3 @@ def test_db_cluster_without_a_standby_does_not_fail_over() -> None:
             [e["Message"] for e in running.status()["Events"]].count(
                 events.FAILOVER_NOT_ATTEMPTED) == 2))
         assert cluster.primary_name == old
-    finally:
-        running.close()
-        shutil.rmtree(directory, ignore_errors=True)

@@ -217,6 +217,43 @@ def wait_for_position(conn: Connection, position: str, timeout: float) -> bool:
     return result == 0
 
 
+def choose_extract_database(url: str, replica_urls: Sequence[str], lookback: float
+                            ) -> tuple[str, str]:
+    """Where the extract reads: ``(url, why)``. A replica only when it is less than the
+    extract's lookback behind: it must apply the primary's position of now within half the
+    lookback (``MASTER_GTID_WAIT``), so what it then shows is at most that old, and the
+    lookback (which re-reads a window of recent changes) still covers commits that reached
+    it late. Otherwise, or when it cannot be reached, the primary."""
+    if not replica_urls:
+        return url, "primary (no replica configured)"
+    wait = min(lookback / 2, 10.0)
+    primary = create_db_engine(url, pool_size=1)
+    try:
+        with primary.connect() as conn:
+            position = primary_position(conn)
+    finally:
+        primary.dispose()
+    for replica_url in replica_urls:
+        engine = create_db_engine(replica_url, pool_size=1)
+        try:
+            began = time.monotonic()
+            with engine.connect() as conn:
+                caught_up = wait_for_position(conn, position, wait)
+            took = time.monotonic() - began
+        except DBAPIError as exc:
+            log.warning("extract.replica_unusable", replica=safe_url(replica_url),
+                        error=str(exc.orig)[:200])
+            continue
+        finally:
+            engine.dispose()
+        if caught_up:
+            return replica_url, (f"replica {safe_url(replica_url)} (lag under {took:.2f} s, "
+                                 f"lookback {lookback:g} s)")
+        log.warning("extract.replica_behind", replica=safe_url(replica_url),
+                    detail=f"not caught up within {wait:g} s (half the lookback)")
+    return url, f"primary (no replica within {wait:g} s of it; lookback {lookback:g} s)"
+
+
 class Replica:
     """One read replica: its engine and what the monitor last saw of it."""
 

@@ -57,6 +57,7 @@ from tierlake.edge.lb.rules import Forward
 from tierlake.edge.lb.targets import TargetGroup
 from tierlake.errors import ConfigError, TierlakeError
 from tierlake.fleet.asg import AutoScalingError, AutoScalingGroup
+from tierlake.fleet.dbcluster import db_cluster_for
 from tierlake.fleet.launch import LaunchTemplate
 from tierlake.fleet.policies import TargetTrackingPolicy
 from tierlake.fleet.tiers import TIERS, Tier
@@ -135,10 +136,12 @@ def _loopback_address(host: str) -> str:
 
 class Supervisor:
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
         self.metrics = MetricStore()
+        self.db_cluster = db_cluster_for(settings, self.metrics)  # db_cluster.enabled
+        self.settings = self.db_cluster.settings_for(settings) if self.db_cluster else settings
+        settings = self.settings
         self.paths: dict[str, TierPath] = {}
-        self.components: list[Component] = []
+        self.components: list[Component] = [self.db_cluster] if self.db_cluster else []
         tg_settings = target_group_settings(settings)
         for tier in TIERS.values():  # dependency order: app before web
             path = self._tier_path(tier, tg_settings)
@@ -188,6 +191,8 @@ class Supervisor:
         if tier.calls:
             called, variable = tier.calls
             environment[variable] = self.paths[called].url
+        elif self.db_cluster:  # the app tier: the cluster's writer and reader endpoints
+            environment.update(self.db_cluster.environment)
         template = LaunchTemplate(
             tier.name, (sys.executable, "-m", "tierlake", "serve", tier.name, "--host", s.host,
                         "--port", "{port}"), environment, host=_loopback_address(s.host))
@@ -403,6 +408,9 @@ class Supervisor:
             target_groups.append(TargetGroupView.of(tg.name, tg.settings, rows))
             activities += [ActivityView.model_validate(a.to_dict())
                            for a in path.group.activities[:50]]
+        if self.db_cluster:
+            activities += [ActivityView.model_validate(a)
+                           for a in self.db_cluster.activities()[-50:]]
         activities.sort(key=lambda a: a.start_time, reverse=True)
         dns = None
         if self.dns is not None:

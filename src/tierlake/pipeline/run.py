@@ -141,7 +141,8 @@ def run_pipeline(settings: Settings, *, engine: str | None = None, master: str |
                                        events_dir=settings.resolved_events_dir,
                                        access_logs_dir=(settings.resolved_access_logs_dir
                                                         if settings.lb.access_logs else None),
-                                       progress=progress)
+                                       progress=progress,
+                                       replica_urls=settings.database_replica_urls)
         if jobs:
             needed = {name for job in JOBS for name in job.inputs}
             inputs = job_inputs(lake, needed)
@@ -165,6 +166,7 @@ def run_pipeline(settings: Settings, *, engine: str | None = None, master: str |
     moved = {f"{t.source}/{t.table}": t.rows for t in info.extract.tables} if info.extract else {}
     write_status(settings, ok=True, error=None, engine=engine_name,
                  seconds=round(info.seconds, 2), extracted=moved,
+                 database_source=info.extract.database_source if info.extract else None,
                  jobs={j.name: j.rows for j in info.jobs})
     log.info("pipeline.done", engine=engine_name, seconds=round(info.seconds, 2))
     return info

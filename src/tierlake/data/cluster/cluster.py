@@ -28,7 +28,7 @@ import signal
 import socket
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from pymysql.converters import escape_string
@@ -36,6 +36,9 @@ from pymysql.converters import escape_string
 from tierlake.data.cluster import events as ev
 from tierlake.data.cluster.endpoint import Endpoint
 from tierlake.data.cluster.instance import DBClusterError, MariaDBInstance
+
+if TYPE_CHECKING:
+    from tierlake.config import DbClusterConfig
 
 log = structlog.get_logger(__name__)
 
@@ -92,6 +95,16 @@ class DBCluster:
         self._no_standby_reported = False
         self._tasks: set[asyncio.Task[None]] = set()
         self.last_failover_seconds: float | None = None
+
+    @classmethod
+    def from_config(cls, directory: Path, config: DbClusterConfig) -> DBCluster:
+        """The cluster the ``db_cluster`` settings describe (``tierlake db cluster up`` and
+        ``tierlake up`` build it the same way)."""
+        return cls(directory, writer_port=config.writer_port, reader_port=config.reader_port,
+                   check_interval=config.check_interval,
+                   failure_threshold=config.failure_threshold, auto_recover=config.auto_recover,
+                   drain_timeout=config.drain_timeout, hold_timeout=config.hold_timeout,
+                   semi_sync_timeout_ms=config.semi_sync_timeout_ms)
 
     # -- roles ---------------------------------------------------------------------------------
 
