@@ -5,6 +5,7 @@ reader endpoint as its read replica.
   who just ordered sees the order in their history, while the catalogue (stale reads allowed)
   is served by the lagging replica.
 - A replica that cannot be reached costs no request: reads go to the primary, said once.
+- The extract reads the replica only when it is within the extract's lookback, and says so.
 - Failover under a steady stream of store checkouts (idempotency keys, retried with the same
   key on any error): SIGKILL the primary; every acknowledged order is on the new primary
   exactly once, stock taken once per order, and checkouts resume; the time from the kill to
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -206,6 +208,48 @@ def test_db_cluster_unreachable_replica_sends_reads_to_the_primary(store: Store)
         assert db.replica_status()[0]["available"] is False
     finally:
         db.dispose()
+
+
+def _pipeline_extract(store: Store, data_dir: Path) -> str:
+    """``tierlake pipeline extract`` as a process (as the control plane's scheduler runs it:
+    ConnectorX holds the GIL while it connects, so the endpoints, on an event loop in this
+    process, must not share it)."""
+    cluster = store.running.cluster
+    result = subprocess.run(
+        [sys.executable, "-m", "tierlake", "pipeline", "extract", "--no-progress"],
+        capture_output=True, text=True, timeout=180, env={
+            **os.environ, "TIERLAKE_DATA_DIR": str(data_dir),
+            "TIERLAKE_DATABASE_URL": cluster.writer_url,
+            "TIERLAKE_DATABASE_REPLICA_URLS": json.dumps([cluster.reader_url]),
+            "TIERLAKE_EXTRACT__LOOKBACK_SECONDS": "1", "TIERLAKE_LOG_FORMAT": "json"})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (line,) = [ln for ln in result.stdout.splitlines() if ln.startswith("store read from: ")]
+    logged = [json.loads(ln)["source"] for ln in result.stderr.splitlines()
+              if '"extract.database"' in ln]
+    assert logged == [line.removeprefix("store read from: ")], result.stderr[-3000:]
+    return line.removeprefix("store read from: ")
+
+
+def test_db_cluster_extract_reads_the_replica_only_within_its_lookback(store: Store) -> None:
+    cluster = store.running.cluster
+    product = store.product(stock=5)
+    wait_until("the replica has the product", lambda: _replica_has(store, product))
+    data_dir = servers.scratch_dir("lake-on-cluster")
+    try:
+        assert _pipeline_extract(store, data_dir).startswith("replica ")
+        # Lagging: a change the replica has not applied, and it cannot catch up in time.
+        cluster.standby.execute("STOP SLAVE SQL_THREAD")
+        try:
+            r = httpx.put(f"{store.url}/api/v1/admin/products/{product}/stock",
+                          json={"quantity": 4}, headers=store.admin, timeout=30)
+            assert r.status_code == 200, r.text
+            assert _pipeline_extract(store, data_dir).startswith("primary ")
+        finally:
+            cluster.standby.execute("START SLAVE SQL_THREAD")
+        status = json.loads((data_dir / "pipeline" / "status.json").read_text())
+        assert status["database_source"].startswith("primary ")
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @dataclass

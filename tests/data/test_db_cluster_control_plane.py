@@ -38,6 +38,7 @@ def test_db_cluster_runs_in_the_control_plane_before_the_app_tier() -> None:
     assert "TIERLAKE_DATABASE_URL" not in supervisor.paths["web"].group.template.environment
     assert supervisor.settings.resolved_database_url == cluster.writer_url
     assert supervisor.scheduler.settings.database_replica_urls == [cluster.reader_url]
+    assert supervisor.scheduler.env == component.environment  # its runs are processes
 
     migrated: list[str] = []
 

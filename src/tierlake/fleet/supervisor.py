@@ -167,7 +167,8 @@ class Supervisor:
                                      settings.host, settings.fleet.control_port)
         self.components.append(self.control)
         self.components.append(_Step("CloudWatch alarms", self._start_watch, self._stop_watch))
-        self.scheduler = PipelineScheduler(settings)
+        self.scheduler = PipelineScheduler(  # its runs (processes) on the cluster's endpoints
+            settings, env=self.db_cluster.environment if self.db_cluster else None)
         self.components.append(self.scheduler)
         self._started: list[Component] = []
         self._tasks: list[asyncio.Task[None]] = []
