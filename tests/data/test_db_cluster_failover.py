@@ -174,3 +174,19 @@ def test_db_cluster_without_a_standby_does_not_fail_over() -> None:
             [e["Message"] for e in running.status()["Events"]].count(
                 events.FAILOVER_NOT_ATTEMPTED) == 2))
         assert cluster.primary_name == old
+
+
+def test_db_cluster_reader_endpoint_serves_from_the_primary_while_the_standby_is_down(
+        ) -> None:
+    with running_cluster(check_interval=0.2, auto_recover=False) as running:
+        cluster = running.cluster
+        WriteStream("127.0.0.1", cluster.writer.port).create_table()
+        with pymysql.connect(host="127.0.0.1", port=cluster.writer.port, user="app",
+                             password="app", database="appdb", autocommit=True) as conn:
+            conn.cursor().execute("INSERT INTO failover_probe (request_id) VALUES (7)")
+        os.kill(running.member(cluster.standby.name)["Pid"], signal.SIGKILL)
+        primary = f"127.0.0.1:{cluster.primary.port}"
+        wait_until("the reader endpoint points at the primary",
+                   lambda: running.status()["ReaderEndpoint"]["target"] == primary)
+        # A reader connects at once (not held until the standby returns) and sees the data.
+        assert read_request_ids("127.0.0.1", cluster.reader.port) == [7]

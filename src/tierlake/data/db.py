@@ -76,7 +76,10 @@ def safe_url(url: str) -> str:
         return "<unparseable URL>"
 
 
-def create_db_engine(url: str, pool_size: int = 10) -> Engine:
+def create_db_engine(url: str, pool_size: int = 10, *,
+                     connect_timeout: float | None = None) -> Engine:
+    """The engine for ``url``; ``connect_timeout`` (MySQL/MariaDB) bounds a connect, for a
+    replica that may hang rather than refuse."""
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
@@ -96,6 +99,8 @@ def create_db_engine(url: str, pool_size: int = 10) -> Engine:
     elif backend in ("mysql", "mariadb"):
         kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=3600,
                       isolation_level="READ COMMITTED")
+        if connect_timeout is not None:
+            kwargs["connect_args"] = {"connect_timeout": max(1, round(connect_timeout))}
     elif backend == "postgresql":
         kwargs.update(pool_size=pool_size, max_overflow=pool_size,
                       isolation_level="READ COMMITTED")
@@ -352,7 +357,8 @@ class Database:
                 f"read replicas need a MariaDB primary, and TIERLAKE_DATABASE_URL is "
                 f"{self.backend}; set TIERLAKE_DATABASE_REPLICA_URLS=[] (PostgreSQL replicas "
                 "are not supported yet)")
-        self.replicas = [Replica(u, create_db_engine(u, pool_size)) for u in replica_urls]
+        self.replicas = [Replica(u, create_db_engine(u, pool_size, connect_timeout=2))
+                         for u in replica_urls]
         self.replica_wait = replica_wait
         self._next_replica = itertools.count()
         self.monitor: ReplicaMonitor | None = None

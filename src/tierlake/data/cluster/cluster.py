@@ -215,6 +215,10 @@ class DBCluster:
             await self._fail_over()
         elif self.auto_recover:
             standby = self.standby
+            if not standby.running and self.reader.target != ("127.0.0.1", primary.port):
+                # No replica to read from: the reader endpoint serves from the primary (as
+                # after a failover) instead of holding its clients' connects.
+                self.reader.release(("127.0.0.1", primary.port))
             if not standby.running and standby.name not in self._recovering | self._failed:
                 self._recovering.add(standby.name)
                 task = asyncio.create_task(self._recover(standby),
