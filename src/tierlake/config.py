@@ -451,6 +451,58 @@ class LimitsConfig(Section):
     )
 
 
+class CacheConfig(Section):
+    """The app tier's cache-aside layer (ElastiCache's role, "lazy loading" in AWS's words):
+    catalogue pages, category pages, product detail and the session lookup. In process by
+    default; shared by every app instance in Redis when `cache_url` is set."""
+
+    enabled: bool = Field(
+        True, description="Cache catalogue answers and session lookups; false reads the "
+                          "database on every request.",
+    )
+    ttl_seconds: float = Field(
+        300, gt=0, le=86_400,
+        description=(
+            "How long an answer may stay in the shared (Redis) cache. Writes through the app "
+            "tier invalidate it at once on every instance; the TTL bounds writes made "
+            "elsewhere (the seed, SQL by hand)."
+        ),
+    )
+    local_ttl_seconds: float = Field(
+        5, gt=0, le=3600,
+        description=(
+            "How long an answer may stay in an instance's own cache (no `cache_url`). A write "
+            "invalidates the instance that made it at once; other instances cannot be told, "
+            "so they may show the old answer this long."
+        ),
+    )
+    session_ttl_seconds: float = Field(
+        60, gt=0, le=3600,
+        description=(
+            "How long a bearer token's lookup is cached (never past the session's expiry; "
+            "log-out and account deletion invalidate it)."
+        ),
+    )
+    max_entries: int = Field(
+        10_000, ge=16, le=10_000_000,
+        description="Entries an instance's own cache keeps; the least recently used go first. "
+                    "(Redis bounds its memory itself: `maxmemory`.)",
+    )
+    lock_ms: int = Field(
+        2000, ge=10, le=60_000,
+        description=(
+            "Stampede protection in Redis: the instance that misses a hot key first loads it "
+            "under a lock of this many milliseconds while the others wait for its answer "
+            "(at most this long, then they read the database themselves)."
+        ),
+    )
+    retry_seconds: float = Field(
+        2, gt=0, le=300,
+        description="After Redis failed, how long the app serves from the database before "
+                    "trying Redis again.",
+    )
+
+
 class Settings(BaseSettings):
     """tierlake's configuration. See docs/configuration.md for every key."""
 
@@ -559,12 +611,14 @@ class Settings(BaseSettings):
     fleet: FleetConfig = Field(default_factory=FleetConfig)
     bi: BiConfig = Field(default_factory=BiConfig)
     db_cluster: DbClusterConfig = Field(default_factory=DbClusterConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
     cache_url: str = Field(
         "",
         description=(
             "The cache (ElastiCache's role): a Redis URL, e.g. `redis://127.0.0.1:6379/0`. "
-            "Holds the login limiter's counters now (and the cache later), shared by every "
-            "app instance. Empty keeps the counters in the store's database (also shared)."
+            "Holds the login limiter's counters and the app tier's cache (`[cache]`), shared "
+            "by every app instance. Empty keeps the counters in the store's database (also "
+            "shared) and each app instance's cache in its own memory."
         ),
         repr=False,  # it may hold a password
     )

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+import redis
 import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import delete
@@ -131,8 +132,34 @@ def db(request: pytest.FixtureRequest, database_server: servers.DatabaseServer
 
 
 @pytest.fixture
-def api_app(db: Database):  # type: ignore[no-untyped-def]
-    return create_app(Settings(), db)
+def cache_mode() -> str:
+    """The app's cache: ``memory`` (the default), ``redis`` or ``off``. Tests that must hold in
+    every mode parametrize it: ``@pytest.mark.parametrize("cache_mode", [...])``."""
+    return "memory"
+
+
+def flushed_redis_url(request: pytest.FixtureRequest) -> str:
+    """The session's Redis, emptied (entries of earlier tests' databases must not be seen)."""
+    url: str = request.getfixturevalue("redis_server").url
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    client.close()
+    return url
+
+
+@pytest.fixture
+def app_settings(cache_mode: str, request: pytest.FixtureRequest) -> Settings:
+    if cache_mode == "redis":
+        return Settings(cache_url=flushed_redis_url(request))
+    if cache_mode == "off":
+        return Settings(cache={"enabled": False})
+    assert cache_mode == "memory", cache_mode
+    return Settings()
+
+
+@pytest.fixture
+def api_app(db: Database, app_settings: Settings):  # type: ignore[no-untyped-def]
+    return create_app(app_settings, db)
 
 
 @pytest.fixture

@@ -11,6 +11,14 @@ from sqlalchemy import func, select
 
 from tierlake.data.schema import Cart, Order, utcnow
 
+# The idempotency tests run with the app's cache in every mode (tests/api/conftest.py's
+# cache_mode), and with a read replica (its db fixture's "replica"): the replay of an order
+# must depend on neither.
+CACHE_MODES = pytest.mark.parametrize(
+    ("cache_mode", "db"),
+    [("memory", "primary"), ("redis", "primary"), ("off", "primary"), ("memory", "replica")],
+    indirect=["db"])
+
 
 def test_cart_totals_and_free_shipping_threshold(api) -> None:
     shopper = api.register()
@@ -41,7 +49,7 @@ def test_checkout_takes_stock_empties_cart_and_shows_in_history(api) -> None:
     assert api.client.get(f"/api/v1/orders/{order['id']}", headers=shopper).json() == order
 
 
-@pytest.mark.parametrize("db", ["primary", "replica"], indirect=True)
+@CACHE_MODES
 def test_retried_checkout_with_the_same_key_places_one_order(api, db) -> None:
     shopper = api.register()
     p = api.product(stock=5)
@@ -126,7 +134,7 @@ def _orders(db) -> int:  # type: ignore[no-untyped-def]
         return s.scalar(select(func.count(Order.id))) or 0
 
 
-@pytest.mark.parametrize("db", ["primary", "replica"], indirect=True)
+@CACHE_MODES
 def test_same_key_with_a_different_body_is_a_422(api, db) -> None:
     shopper = api.register()
     p = api.product(stock=5)
@@ -141,7 +149,7 @@ def test_same_key_with_a_different_body_is_a_422(api, db) -> None:
     assert _orders(db) == 1
 
 
-@pytest.mark.parametrize("db", ["primary", "replica"], indirect=True)
+@CACHE_MODES
 def test_same_key_with_a_different_cart_is_a_422_and_an_empty_cart_is_a_retry(api, db) -> None:
     shopper = api.register()
     mug, pen = api.product(name="Mug", stock=5), api.product(name="Pen", stock=5)
@@ -163,7 +171,7 @@ def test_same_key_with_a_different_cart_is_a_422_and_an_empty_cart_is_a_retry(ap
     assert api.checkout(shopper, key="cart-key-0001").json() == first.json()
 
 
-@pytest.mark.parametrize("db", ["primary", "replica"], indirect=True)
+@CACHE_MODES
 def test_a_twin_in_flight_gets_409_and_a_dead_hold_expires(api, db) -> None:
     shopper = api.register()
     p = api.product(stock=5)
@@ -202,7 +210,7 @@ def test_a_twin_in_flight_gets_409_and_a_dead_hold_expires(api, db) -> None:
     assert _orders(db) == 2
 
 
-@pytest.mark.parametrize("db", ["primary", "replica"], indirect=True)
+@CACHE_MODES
 def test_a_refused_checkout_gives_the_key_back(api, db) -> None:
     shopper = api.register()
     p = api.product(stock=2)
@@ -216,7 +224,7 @@ def test_a_refused_checkout_gives_the_key_back(api, db) -> None:
     assert r.status_code == 201, r.text
 
 
-@pytest.mark.parametrize("db", ["primary", "replica"], indirect=True)
+@CACHE_MODES
 def test_concurrent_twins_place_one_order(api, db, server_url) -> None:
     shopper = api.register()
     p = api.product(stock=50)

@@ -14,7 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Response
 from starlette.concurrency import run_in_threadpool
 
-from tierlake.app.deps import DB, AppSettings, BearerToken, CurrentCustomer
+from tierlake.app.deps import DB, AppCache, AppSettings, BearerToken, CurrentCustomer
 from tierlake.app.routes.ids import OrderId
 from tierlake.app.schemas import ErrorResponse, OrderCreate, OrderPublic, Page
 from tierlake.app.services import orders
@@ -37,11 +37,11 @@ IdempotencyKey = Annotated[str, Header(
     413: {"model": ErrorResponse, "description": "The body is too large."},
     422: {"model": ErrorResponse, "description": "Invalid body, or `idempotency_key_reused`: "
           "the key was used with a different request."}})
-async def place_order(db: DB, settings: AppSettings, token: BearerToken, body: OrderCreate,
-                      idempotency_key: IdempotencyKey) -> Response:
+async def place_order(db: DB, cache: AppCache, settings: AppSettings, token: BearerToken,
+                      body: OrderCreate, idempotency_key: IdempotencyKey) -> Response:
     """Check out the cart: takes stock atomically and empties the cart."""
     order, created = await run_in_threadpool(
-        orders.checkout, db, token, idempotency_key, body,
+        orders.checkout, db, cache, token, idempotency_key, body,
         settings.limits.idempotency_lease_seconds)
     return Response(order.model_dump_json(), status_code=201 if created else 200,
                     media_type="application/json",

@@ -140,12 +140,17 @@ def list_products(
         "pages": max(1, math.ceil(total / page_size))})
 
 
-def find_product(s: Session, ref: str | int) -> Product:
-    """A product by id or slug, retired ones included."""
+def product_id_of(ref: str | int) -> int | None:
+    """The id ``ref`` names, or None if it is a slug."""
     text = str(ref)
     # isascii: "²" and other Unicode digits pass isdigit() but not int()
-    numeric = text.isascii() and text.isdigit() and len(text) < 16
-    where = Product.id == int(text) if numeric else Product.slug == text
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 16 else None
+
+
+def find_product(s: Session, ref: str | int) -> Product:
+    """A product by id or slug, retired ones included."""
+    product_id = product_id_of(ref)
+    where = Product.id == product_id if product_id is not None else Product.slug == str(ref)
     product = s.scalar(select(Product).where(where))
     if product is None:
         raise NotFoundError(f"No product {ref!r}.")

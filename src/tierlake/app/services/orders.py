@@ -60,9 +60,10 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from tierlake.app.cache import Cache
 from tierlake.app.errors import ConflictError, InvalidInputError, NotFoundError, OutOfStockError
 from tierlake.app.schemas import OrderCreate, OrderLinePublic, OrderPublic, Page
-from tierlake.app.services.accounts import authenticate
+from tierlake.app.services.accounts import session_customer
 from tierlake.data.db import Database
 from tierlake.data.schema import (
     Cart,
@@ -228,15 +229,20 @@ def _release(db: Database, conn: Connection, customer_id: int, key: str,
                     exc_info=True)
 
 
-def checkout(db: Database, token: str | None, key: str, body: OrderCreate,
+def checkout(db: Database, cache: Cache, token: str | None, key: str, body: OrderCreate,
              lease_seconds: float = 60) -> tuple[OrderPublic, bool]:
-    """The whole checkout request on one pooled connection: authenticate the bearer token,
-    then :func:`place_order`."""
+    """The whole checkout request on one pooled connection: authenticate the bearer token
+    (the session cache first), then :func:`place_order`. Once an order is placed (committed),
+    the cache entries showing its products' stock are invalidated; the stock itself is only
+    ever taken in the database, never on the cache's word."""
     def _request(conn: Connection) -> tuple[OrderPublic, bool]:
-        customer_id = authenticate(conn, token)
-        return _place_order(db, conn, customer_id, key, body, lease_seconds)
+        customer = session_customer(cache, token, lambda read: read(conn))
+        return _place_order(db, conn, customer.id, key, body, lease_seconds)
 
-    return db.run(_request)
+    order, created = db.run(_request)
+    if created:
+        cache.invalidate_products(line.product_id for line in order.lines)
+    return order, created
 
 
 def place_order(db: Database, customer_id: int, key: str, body: OrderCreate,
