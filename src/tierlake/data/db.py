@@ -239,7 +239,7 @@ def choose_extract_database(url: str, replica_urls: Sequence[str], lookback: flo
     finally:
         primary.dispose()
     for replica_url in replica_urls:
-        engine = create_db_engine(replica_url, pool_size=1)
+        engine = create_db_engine(replica_url, pool_size=1, connect_timeout=5)
         try:
             began = time.monotonic()
             with engine.connect() as conn:

@@ -213,18 +213,18 @@ class DBCluster:
         primary = self.primary
         if not primary.running or self._failures[primary.name] >= self.failure_threshold:
             await self._fail_over()
-        elif self.auto_recover:
-            standby = self.standby
-            if not standby.running and self.reader.target != ("127.0.0.1", primary.port):
-                # No replica to read from: the reader endpoint serves from the primary (as
-                # after a failover) instead of holding its clients' connects.
-                self.reader.release(("127.0.0.1", primary.port))
-            if not standby.running and standby.name not in self._recovering | self._failed:
-                self._recovering.add(standby.name)
-                task = asyncio.create_task(self._recover(standby),
-                                           name=f"recover-{standby.name}")
-                self._tasks.add(task)  # a reference, so the task is not collected
-                task.add_done_callback(self._tasks.discard)
+            return
+        standby = self.standby
+        if not standby.running and self.reader.target != ("127.0.0.1", primary.port):
+            # No replica to read from: the reader endpoint serves from the primary (as after
+            # a failover) instead of holding its clients' connects.
+            self.reader.release(("127.0.0.1", primary.port))
+        if (self.auto_recover and not standby.running
+                and standby.name not in self._recovering | self._failed):
+            self._recovering.add(standby.name)
+            task = asyncio.create_task(self._recover(standby), name=f"recover-{standby.name}")
+            self._tasks.add(task)  # a reference, so the task is not collected
+            task.add_done_callback(self._tasks.discard)
 
     async def _check(self, inst: MariaDBInstance) -> bool:
         if not inst.running:
