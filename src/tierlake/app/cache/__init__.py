@@ -140,7 +140,7 @@ class Cache:
             missed, self._missed_invalidations = self._missed_invalidations, False
         if since is None:
             return
-        if missed and isinstance(self.store, RedisStore):
+        if missed and self.store is not None:
             try:
                 self.store.new_epoch()
             except StoreDownError as exc:
@@ -278,6 +278,17 @@ class Cache:
             return
         self.latency.labels("invalidate").observe(time.perf_counter() - started)
         self._answered()
+
+    def invalidate_all(self) -> None:
+        """Retire every entry (a new epoch): after writes made around the app tier, such as
+        ``tierlake seed``. Never raises."""
+        if self.store is None:
+            return
+        try:
+            self.store.new_epoch()
+        except StoreDownError as exc:
+            self._missed_invalidations = True
+            self._failed(exc)
 
     def invalidate_products(self, product_ids: Iterable[int]) -> None:
         """A change to these products' price, stock or details (and so to catalogue pages)."""
