@@ -23,6 +23,12 @@ The load generator (wrk) shares the machine's cores with the server and the DB.
 
     .venv/bin/python bench/http_bench.py                      # sqlite and mariadb, 10 s each
     .venv/bin/python bench/http_bench.py --quick --backends sqlite   # smoke run, < 1 min
+    .venv/bin/python bench/http_bench.py --cache off          # the app tier's cache off
+    .venv/bin/python bench/http_bench.py --cache redis        # ... in a Redis of its own
+
+The app tier's cache is on (in process) unless ``--cache off``: the catalogue rows then
+measure warm cache hits (every page is fetched once by the JSON check before timing); the
+anchor has no cache.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from sqlalchemy import event
 from structlog.testing import capture_logs
 
 import servers
-from tierlake.app.cache import Cache, LocalStore
+from tierlake.app.cache import Cache, LocalStore, RedisStore
 from tierlake.app.main import create_app
 from tierlake.app.security import hash_password
 from tierlake.config import CacheConfig, Settings
@@ -364,6 +364,9 @@ def test_an_entry_ends_with_its_ttl_and_a_fill_after_an_invalidation_is_dropped(
     assert not store.put("catalogue", "page", generation, b"old price", ttl=60)
     assert store.get("catalogue", "page")[1] is None
     assert store.put("catalogue", "page", store.get("catalogue", "page")[0], b"new", ttl=60)
+    assert store.get("catalogue", "page")[1] == b"new"
+    store.new_epoch()  # everything, every namespace
+    assert store.get("catalogue", "page")[1] is None
 
 
 def test_metrics_show_hits_misses_hit_rate_and_evictions(db: Database) -> None:
@@ -381,3 +384,27 @@ def test_metrics_show_hits_misses_hit_rate_and_evictions(db: Database) -> None:
         assert _metric(client, "tierlake_cache_evictions_total") > 0
         assert _metric(client, "tierlake_cache_entries") == 16
         assert 'tierlake_cache_latency_seconds_count{op="get"}' in client.get("/metrics").text
+
+
+def test_the_redis_store_drops_a_fill_after_an_invalidation_and_an_epoch_retires_all(
+        redis_server: servers.RedisServer) -> None:
+    store = RedisStore(redis_server.url)
+    try:
+        store.client.flushdb()
+        generation, value = store.get("catalogue", "page")
+        assert value is None
+        store.bump(["catalogue"])  # a write committed while the reader was loading
+        assert not store.put("catalogue", "page", generation, b"old price", ttl=60)
+        assert store.get("catalogue", "page")[1] is None
+        generation, _ = store.get("catalogue", "page")
+        assert store.put("catalogue", "page", generation, b"new price", ttl=60)
+        assert store.put("product:7", "detail", store.get("product:7", "detail")[0], b"p7",
+                         ttl=60)
+        assert store.get("catalogue", "page")[1] == b"new price"
+        store.bump(["product:8"])  # another namespace: this entry stays
+        assert store.get("catalogue", "page")[1] == b"new price"
+        store.new_epoch()
+        assert store.get("catalogue", "page")[1] is None
+        assert store.get("product:7", "detail")[1] is None
+    finally:
+        store.close()

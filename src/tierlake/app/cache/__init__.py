@@ -140,7 +140,7 @@ class Cache:
             missed, self._missed_invalidations = self._missed_invalidations, False
         if since is None:
             return
-        if missed and isinstance(self.store, RedisStore):
+        if missed and self.store is not None:
             try:
                 self.store.new_epoch()
             except StoreDownError as exc:
@@ -221,9 +221,11 @@ class Cache:
                     return value
                 if store.shared and family != "session":  # a token is one client's
                     locked = store.lock(ns, key, self.lock_ms)
-                    if not locked and (value := self._wait_for_fill(store, ns, key)) is not None:
-                        self.hits[family] += 1
-                        return value
+                    if not locked:
+                        value, locked = self._wait_for_fill(store, ns, key)
+                        if value is not None:
+                            self.hits[family] += 1
+                            return value
             except StoreDownError as exc:
                 self._failed(exc)
                 generation = None
@@ -245,16 +247,24 @@ class Cache:
                 except StoreDownError as exc:
                     self._failed(exc)
 
-    def _wait_for_fill(self, store: Store, ns: str, key: str) -> bytes | None:
-        """Another instance holds the fill lock: its value once it is there, or None when
-        the lock's time is up (then this instance reads the database itself)."""
+    def _wait_for_fill(self, store: Store, ns: str, key: str) -> tuple[bytes | None, bool]:
+        """Another instance holds the fill lock: its value once it is there; or, when the
+        lock is free again without a value (that load failed, or the lock lapsed), the lock
+        for this instance, which then reads the database itself: (value, locked)."""
         deadline = time.monotonic() + self.lock_ms / 1000
         while time.monotonic() < deadline:
             time.sleep(_POLL_SECONDS)
             _, value = store.get(ns, key)
             if value is not None:
-                return value
-        return None
+                return value, False
+            if store.lock(ns, key, self.lock_ms):
+                # The holder may have filled and unlocked between the two calls.
+                _, value = store.get(ns, key)
+                if value is not None:
+                    store.unlock(ns, key)
+                    return value, False
+                return None, True
+        return None, False
 
     # -- invalidation ------------------------------------------------------------------------
 
@@ -278,6 +288,17 @@ class Cache:
             return
         self.latency.labels("invalidate").observe(time.perf_counter() - started)
         self._answered()
+
+    def invalidate_all(self) -> None:
+        """Retire every entry (a new epoch): after writes made around the app tier, such as
+        ``tierlake seed``. Never raises."""
+        if self.store is None:
+            return
+        try:
+            self.store.new_epoch()
+        except StoreDownError as exc:
+            self._missed_invalidations = True
+            self._failed(exc)
 
     def invalidate_products(self, product_ids: Iterable[int]) -> None:
         """A change to these products' price, stock or details (and so to catalogue pages)."""

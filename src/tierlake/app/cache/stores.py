@@ -52,6 +52,9 @@ class Store(Protocol):
     def bump(self, namespaces: Iterable[str]) -> None:
         """Invalidate every entry of these namespaces."""
 
+    def new_epoch(self) -> None:
+        """Invalidate every entry of every namespace."""
+
     def lock(self, ns: str, key: str, ms: int) -> bool:
         """Take the fill lock of one key for ``ms`` (stampede protection); whether taken."""
 
@@ -79,27 +82,31 @@ class LocalStore:
         self.max_entries = max_entries
         self._lock = threading.Lock()
         # (ns, key) -> (generation, monotonic expiry, value)
-        self._entries: OrderedDict[tuple[str, str], tuple[int, float, bytes]] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, str], tuple[str, float, bytes]] = OrderedDict()
         self._generations: dict[str, int] = {}
+        self._epoch = 0
         self._evictions = 0
+
+    def _generation(self, ns: str) -> str:
+        return f"{self._epoch}.{self._generations.get(ns, 0)}"
 
     def get(self, ns: str, key: str) -> tuple[str, bytes | None]:
         with self._lock:
-            generation = self._generations.get(ns, 0)
+            generation = self._generation(ns)
             entry = self._entries.get((ns, key))
             if entry is None:
-                return str(generation), None
+                return generation, None
             if entry[0] != generation or entry[1] <= time.monotonic():
                 del self._entries[(ns, key)]  # invalidated or expired: not an eviction
-                return str(generation), None
+                return generation, None
             self._entries.move_to_end((ns, key))
-            return str(generation), entry[2]
+            return generation, entry[2]
 
     def put(self, ns: str, key: str, generation: str, value: bytes, ttl: float) -> bool:
         with self._lock:
-            if str(self._generations.get(ns, 0)) != generation:
+            if self._generation(ns) != generation:
                 return False
-            self._entries[(ns, key)] = (int(generation), time.monotonic() + ttl, value)
+            self._entries[(ns, key)] = (generation, time.monotonic() + ttl, value)
             self._entries.move_to_end((ns, key))
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
@@ -110,6 +117,10 @@ class LocalStore:
         with self._lock:
             for ns in namespaces:
                 self._generations[ns] = self._generations.get(ns, 0) + 1
+
+    def new_epoch(self) -> None:
+        with self._lock:
+            self._epoch += 1
 
     def lock(self, ns: str, key: str, ms: int) -> bool:
         return True  # one process: the in-process single flight is the whole protection
