@@ -23,6 +23,12 @@ The load generator (wrk) shares the machine's cores with the server and the DB.
 
     .venv/bin/python bench/http_bench.py                      # sqlite and mariadb, 10 s each
     .venv/bin/python bench/http_bench.py --quick --backends sqlite   # smoke run, < 1 min
+    .venv/bin/python bench/http_bench.py --cache off          # the app tier's cache off
+    .venv/bin/python bench/http_bench.py --cache redis        # ... in a Redis of its own
+
+The app tier's cache is on (in process) unless ``--cache off``: the catalogue rows then
+measure warm cache hits (every page is fetched once by the JSON check before timing); the
+anchor has no cache.
 """
 
 from __future__ import annotations
@@ -525,6 +531,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--app-env", action="append", default=[], metavar="KEY=VALUE",
                    help="extra environment for `tierlake serve app` only, e.g. "
                         "TIERLAKE_LOG_LEVEL=WARNING (repeatable)")
+    p.add_argument("--cache", choices=("memory", "redis", "off"), default="memory",
+                   help="the app tier's cache: in process (the default setting), in a Redis "
+                        "started for the run (TIERLAKE_CACHE_URL), or off "
+                        "(TIERLAKE_CACHE__ENABLED=false) [default: %(default)s]")
     p.add_argument("--out", type=Path, default=BENCH / "results" / "http.json",
                    help="machine-readable results [default: bench/results/http.json]")
     p.add_argument("--quick", action="store_true",
@@ -565,6 +575,19 @@ def main(argv: list[str] | None = None) -> int:
                    endpoints=args.endpoints)
     app_env = dict(kv.split("=", 1) for kv in args.app_env)
     started = time.monotonic()
+    with ExitStack() as cache_stack:
+        if args.cache == "off":
+            app_env.setdefault("TIERLAKE_CACHE__ENABLED", "false")
+        elif args.cache == "redis":
+            from servers import RedisServer
+
+            app_env.setdefault("TIERLAKE_CACHE_URL", cache_stack.enter_context(RedisServer()).url)
+        command = " ".join(sys.argv[1:] if argv is None else argv)
+        return _run(args, opts, app_env, started, command)
+
+
+def _run(args: argparse.Namespace, opts: Options, app_env: dict[str, str], started: float,
+         command: str) -> int:
 
     def say(msg: str) -> None:
         print(f"{time.monotonic() - started:6.1f}s {msg}", flush=True)
@@ -576,13 +599,14 @@ def main(argv: list[str] | None = None) -> int:
     # quiet build_store's migration log lines
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     results: dict[str, Any] = {
-        "command": "bench/http_bench.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": "bench/http_bench.py " + command,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": machine(), "options": asdict(opts), "app_env": app_env, "backends": {},
+        "machine": machine(), "options": asdict(opts), "app_env": app_env, "cache": args.cache,
+        "backends": {},
     }
     say(f"machine: {results['machine']['nproc']} cores, {results['machine']['cpu_model']}; "
         f"wrk -t{opts.threads} -c{opts.connections}, {opts.duration:g} s per measurement, "
-        f"{opts.warmup:g} s warm-up, {opts.rounds} round(s); load average "
+        f"{opts.warmup:g} s warm-up, {opts.rounds} round(s); app cache {args.cache}; load average "
         f"{results['machine']['loadavg_at_start'][0]:.2f} (other processes share the cores)")
     logdir = args.out.parent / "logs"  # servers' output of the last run only
     shutil.rmtree(logdir, ignore_errors=True)

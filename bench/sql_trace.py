@@ -89,7 +89,7 @@ def trace(url: str, args: argparse.Namespace, server) -> None:  # type: ignore[n
 
     @event.listens_for(db.engine.pool, "checkout")
     def _checkout(*_a):  # type: ignore[no-untyped-def]
-        statements.append("-- pool checkout (pool_pre_ping: a ping first)")
+        statements.append("-- pool checkout")
 
     status = None
     if server is not None:
@@ -145,10 +145,11 @@ def trace(url: str, args: argparse.Namespace, server) -> None:  # type: ignore[n
             tl_delta = server_delta(tl)
             shown = list(statements)
             an_delta = server_delta(an)
-            n = sum(1 for s in shown if not s.startswith("--"))
+            n = sum(1 for s in shown if not s.startswith(("--", "BEGIN")))
             print(f"\n{name}: tierlake sends {n} statements over "
                   f"{sum(1 for s in shown if s.startswith('--'))} pool checkouts "
-                  "(SQLAlchemy's before_cursor_execute; COMMIT/ROLLBACK/ping not shown)")
+                  "(SQLAlchemy's before_cursor_execute; COMMIT/ROLLBACK not shown, "
+                  "SQLite's BEGIN shown but not counted)")
             for s in shown:
                 print("   ", s)
             if tl_delta is not None:

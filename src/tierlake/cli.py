@@ -36,7 +36,11 @@ pipeline_app = typer.Typer(
     help="The analytics pipeline: extract the store into the lake, run the jobs.",
     no_args_is_help=True)
 app.add_typer(pipeline_app, name="pipeline")
+from tierlake.cli_db_cluster import cluster_app, cluster_failover  # noqa: E402
 from tierlake.cli_fleet import fleet_app  # noqa: E402 - its commands join the app here
+
+db_app.add_typer(cluster_app, name="cluster")
+db_app.command("failover")(cluster_failover)
 
 app.add_typer(fleet_app, name="fleet")
 from tierlake.cli_bi import bi_app  # noqa: E402 - its commands join the app here
@@ -142,19 +146,27 @@ def up(
     from tierlake.data import migrate
     from tierlake.fleet.supervisor import Supervisor
 
-    settings = _settings("supervisor")
-    with _database(settings) as db:
-        migrate.upgrade(db.engine)
-        if seed:
-            from tierlake.seed import is_empty, seed_store
+    supervisor = Supervisor(_settings("supervisor"))
+    settings = supervisor.settings  # with db_cluster.enabled: on the cluster's endpoints
+    shoppers: list[str] = []
 
-            if is_empty(db):
-                out.print("Empty store: seeding a demo store (takes a few seconds)...")
-                seed_store(db, events_dir=settings.resolved_events_dir,
-                           admin_email=settings.admin_email,
-                           admin_password=settings.admin_password.get_secret_value())
-        shoppers = _demo_shoppers(db)
-    supervisor = Supervisor(settings)
+    def prepare() -> None:
+        with _database(settings) as db:
+            migrate.upgrade(db.engine)
+            if seed:
+                from tierlake.seed import is_empty, seed_store
+
+                if is_empty(db):
+                    out.print("Empty store: seeding a demo store (takes a few seconds)...")
+                    seed_store(db, events_dir=settings.resolved_events_dir,
+                               admin_email=settings.admin_email,
+                               admin_password=settings.admin_password.get_secret_value())
+            shoppers.extend(_demo_shoppers(db))
+
+    if supervisor.db_cluster:  # the database exists once the cluster has started
+        supervisor.db_cluster.on_started = prepare
+    else:
+        prepare()
 
     def ready() -> None:
         for line in _banner(settings, supervisor.url("web"), supervisor.url("app"), shoppers,

@@ -301,6 +301,50 @@ class FleetConfig(Section):
         return self
 
 
+class DbClusterConfig(Section):
+    """The database cluster under `tierlake up` (RDS Multi-AZ's role): a MariaDB primary and a
+    semi-synchronous standby under `<data_dir>/db-cluster/`, writer and reader endpoints, and
+    automatic failover. `tierlake db cluster up` reads the same settings."""
+
+    enabled: bool = Field(
+        False,
+        description=(
+            "Run the cluster under `tierlake up`, before the app tier, whose database URL "
+            "becomes the writer endpoint (and its replica URL the reader endpoint)."
+        ),
+    )
+    writer_port: int = Field(
+        3316, ge=0, le=65535,
+        description="The writer endpoint's port (RDS Proxy-like; follows the primary).")
+    reader_port: int = Field(
+        3317, ge=0, le=65535,
+        description="The reader endpoint's port (the standby; the primary when there is none).")
+    check_interval: float = Field(
+        1.0, gt=0, le=60, description="Seconds between the monitor's checks of each server.")
+    failure_threshold: int = Field(
+        3, ge=1, le=100,
+        description="Failed checks in a row before a failover (a dead process: at once).")
+    semi_sync_timeout_ms: int = Field(
+        10_000, ge=1,
+        description=(
+            "How long the primary waits for the standby's acknowledgement of a commit before "
+            "committing alone (`rpl_semi_sync_master_timeout`)."
+        ),
+    )
+    drain_timeout: float = Field(
+        5.0, ge=0,
+        description="A planned failover: how long connections may finish before being closed.")
+    hold_timeout: float = Field(
+        30.0, gt=0,
+        description=(
+            "How long an endpoint holds a new connection while it has no server (a failover "
+            "in progress) before refusing it."
+        ),
+    )
+    auto_recover: bool = Field(
+        True, description="Restart a failed server and make it rejoin as the standby.")
+
+
 class BiConfig(Section):
     """The BI tier (QuickSight's role): dashboards over the lake's curated zone."""
 
@@ -422,6 +466,58 @@ class LimitsConfig(Section):
     )
 
 
+class CacheConfig(Section):
+    """The app tier's cache-aside layer (ElastiCache's role, "lazy loading" in AWS's words):
+    catalogue pages, category pages, product detail and the session lookup. In process by
+    default; shared by every app instance in Redis when `cache_url` is set."""
+
+    enabled: bool = Field(
+        True, description="Cache catalogue answers and session lookups; false reads the "
+                          "database on every request.",
+    )
+    ttl_seconds: float = Field(
+        300, gt=0, le=86_400,
+        description=(
+            "How long an answer may stay in the shared (Redis) cache. Writes through the app "
+            "tier invalidate it at once on every instance; the TTL bounds writes made "
+            "elsewhere (the seed, SQL by hand)."
+        ),
+    )
+    local_ttl_seconds: float = Field(
+        5, gt=0, le=3600,
+        description=(
+            "How long an answer may stay in an instance's own cache (no `cache_url`). A write "
+            "invalidates the instance that made it at once; other instances cannot be told, "
+            "so they may show the old answer this long."
+        ),
+    )
+    session_ttl_seconds: float = Field(
+        60, gt=0, le=3600,
+        description=(
+            "How long a bearer token's lookup is cached (never past the session's expiry; "
+            "log-out and account deletion invalidate it)."
+        ),
+    )
+    max_entries: int = Field(
+        10_000, ge=16, le=10_000_000,
+        description="Entries an instance's own cache keeps; the least recently used go first. "
+                    "(Redis bounds its memory itself: `maxmemory`.)",
+    )
+    lock_ms: int = Field(
+        2000, ge=10, le=60_000,
+        description=(
+            "Stampede protection in Redis: the instance that misses a hot key first loads it "
+            "under a lock of this many milliseconds while the others wait for its answer "
+            "(at most this long, then they read the database themselves)."
+        ),
+    )
+    retry_seconds: float = Field(
+        2, gt=0, le=300,
+        description="After Redis failed, how long the app serves from the database before "
+                    "trying Redis again.",
+    )
+
+
 class Settings(BaseSettings):
     """tierlake's configuration. See docs/configuration.md for every key."""
 
@@ -451,6 +547,28 @@ class Settings(BaseSettings):
         repr=False,  # it may hold a password
     )
     database_pool_size: int = Field(10, ge=1, description="Connections kept per app-tier process.")
+    database_replica_urls: list[str] = Field(
+        [],
+        description=(
+            "Read replicas of the store's database (MySQL/MariaDB URLs, a JSON list). Reads "
+            "that may be slightly stale (catalogue, search, product pages, order history) go "
+            "to one; a customer still sees their own writes; logins and checkout stay on the "
+            "primary. A replica that is down or lags too much is skipped."
+        ),
+        repr=False,  # they may hold passwords
+    )
+    database_replica_max_lag_seconds: float = Field(
+        5.0, gt=0,
+        description="A replica further behind the primary than this is skipped (reads go to "
+        "the primary).",
+    )
+    database_replica_wait_seconds: float = Field(
+        0.5, ge=0, le=30,
+        description=(
+            "Read-your-writes: how long a customer's own read waits for the replica to apply "
+            "the primary's position (`MASTER_GTID_WAIT`) before going to the primary."
+        ),
+    )
     secret_key: SecretStr = Field(
         SecretStr(DEFAULT_SECRET),
         description="Signs the web tier's cookies and CSRF tokens. Must be set in production.",
@@ -507,15 +625,29 @@ class Settings(BaseSettings):
     dns: DnsConfig = Field(default_factory=DnsConfig)
     fleet: FleetConfig = Field(default_factory=FleetConfig)
     bi: BiConfig = Field(default_factory=BiConfig)
+    db_cluster: DbClusterConfig = Field(default_factory=DbClusterConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
     cache_url: str = Field(
         "",
         description=(
             "The cache (ElastiCache's role): a Redis URL, e.g. `redis://127.0.0.1:6379/0`. "
-            "Holds the login limiter's counters now (and the cache later), shared by every "
-            "app instance. Empty keeps the counters in the store's database (also shared)."
+            "Holds the login limiter's counters and the app tier's cache (`[cache]`), shared "
+            "by every app instance. Empty keeps the counters in the store's database (also "
+            "shared) and each app instance's cache in its own memory."
         ),
         repr=False,  # it may hold a password
     )
+
+    @field_validator("database_replica_urls")
+    @classmethod
+    def _replica_urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not re.match(r"^(mysql|mariadb)(\+\w+)?://.+", url.strip()):
+                raise ValueError(
+                    f"{url.split('@')[-1]!r} is not a MySQL/MariaDB URL; replicas are "
+                    "supported on MariaDB (e.g. mysql+pymysql://user:pw@host:3317/db); give "
+                    "a JSON list, or [] for none")
+        return [u.strip() for u in value]
 
     @field_validator("cache_url")
     @classmethod
@@ -596,6 +728,11 @@ class Settings(BaseSettings):
             with suppress(Exception):
                 data["database_url"] = make_url(self.database_url).render_as_string(
                     hide_password=True)
+        if self.database_replica_urls:
+            with suppress(Exception):
+                data["database_replica_urls"] = [
+                    make_url(u).render_as_string(hide_password=True)
+                    for u in self.database_replica_urls]
         if self.bi.database_url:
             with suppress(Exception):
                 data["bi"]["database_url"] = make_url(self.bi.database_url).render_as_string(

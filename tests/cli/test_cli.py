@@ -42,7 +42,8 @@ def test_every_command_has_help(command: tuple[str, ...]) -> None:
 def test_the_commands_a_user_needs_exist() -> None:
     names = {" ".join(c) for c in COMMANDS}
     assert {"up", "serve", "seed", "db migrate", "db status", "config show", "load",
-            "fleet status", "fleet scale", "fleet kill", "fleet refresh"} <= names
+            "fleet status", "fleet scale", "fleet kill", "fleet refresh", "db cluster up",
+            "db cluster status", "db cluster failover", "db failover"} <= names
 
 
 def test_configuration_reference_is_current() -> None:

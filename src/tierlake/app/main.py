@@ -15,6 +15,7 @@ from starlette.middleware import Middleware
 from starlette.types import Scope
 
 from tierlake import __version__
+from tierlake.app.cache import Cache, cache_for
 from tierlake.app.docs import install_docs
 from tierlake.app.errors import error_body, install_error_handlers
 from tierlake.app.middleware import RequestLogMiddleware
@@ -35,14 +36,20 @@ def _too_large(_: Scope, exc: BodyTooLargeError) -> JSONResponse:
     return JSONResponse(error_body("content_too_large", str(exc.detail)), 413)
 
 
-def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, db: Database | None = None,
+               cache: Cache | None = None) -> FastAPI:
+    """The app tier. ``db`` and ``cache`` default to what ``settings`` describe (and are then
+    closed with the app)."""
     settings = settings or get_settings()
-    owns_db = db is None
-    database = db or Database(settings.resolved_database_url, settings.database_pool_size)
+    owns_db, owns_cache = db is None, cache is None
+    database = db or Database.from_settings(settings)
+    app_cache = cache or cache_for(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
         yield
+        if owns_cache:
+            app_cache.close()
         if owns_db:
             database.dispose()
 
@@ -66,6 +73,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         ],
     )
     app.state.db = database
+    app.state.cache = app_cache
     app.state.settings = settings
     app.state.login_limiter = login_limiter_for(settings, database)
     install_error_handlers(app, security_headers(API_CSP))

@@ -68,6 +68,7 @@ from tierlake.edge.lb.rules import Forward, PathPattern, Rule
 from tierlake.edge.lb.targets import TargetGroup
 from tierlake.errors import ConfigError, TierlakeError
 from tierlake.fleet.asg import AutoScalingError, AutoScalingGroup
+from tierlake.fleet.dbcluster import db_cluster_for
 from tierlake.fleet.launch import LaunchTemplate
 from tierlake.fleet.policies import TargetTrackingPolicy
 from tierlake.fleet.tiers import TIERS, Tier
@@ -154,10 +155,12 @@ def _loopback_address(host: str) -> str:
 
 class Supervisor:
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
         self.metrics = MetricStore()
+        self.db_cluster = db_cluster_for(settings, self.metrics)  # db_cluster.enabled
+        self.settings = self.db_cluster.settings_for(settings) if self.db_cluster else settings
+        settings = self.settings
         self.paths: dict[str, TierPath] = {}
-        self.components: list[Component] = []
+        self.components: list[Component] = [self.db_cluster] if self.db_cluster else []
         tg_settings = target_group_settings(settings)
         tiers = start_order(TIERS.values())
         groups = {tier.name: TargetGroup(tier.name, tg_settings) for tier in tiers}
@@ -185,7 +188,8 @@ class Supervisor:
                                      settings.host, settings.fleet.control_port)
         self.components.append(self.control)
         self.components.append(_Step("CloudWatch alarms", self._start_watch, self._stop_watch))
-        self.scheduler = PipelineScheduler(settings)
+        self.scheduler = PipelineScheduler(  # its runs (processes) on the cluster's endpoints
+            settings, env=self.db_cluster.environment if self.db_cluster else None)
         self.components.append(self.scheduler)
         self._started: list[Component] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -211,6 +215,8 @@ class Supervisor:
         if tier.calls:
             called, variable = tier.calls
             environment[variable] = self.paths[called].url
+        elif self.db_cluster:  # the app tier: the cluster's writer and reader endpoints
+            environment.update(self.db_cluster.environment)
         template = LaunchTemplate(
             tier.name, (sys.executable, "-m", "tierlake", "serve", tier.name, "--host", s.host,
                         "--port", "{port}"), environment, host=_loopback_address(s.host))
@@ -439,6 +445,9 @@ class Supervisor:
             target_groups.append(TargetGroupView.of(tg.name, tg.settings, rows))
             activities += [ActivityView.model_validate(a.to_dict())
                            for a in path.group.activities[:50]]
+        if self.db_cluster:
+            activities += [ActivityView.model_validate(a)
+                           for a in self.db_cluster.activities()[-50:]]
         activities.sort(key=lambda a: a.start_time, reverse=True)
         dns = None
         if self.dns is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from tierlake.config import ExtractConfig
+from tierlake.data.db import Database, choose_extract_database
 from tierlake.lake.erasure import ErasureInfo, erase_deleted
 from tierlake.lake.errors import ExtractError
 from tierlake.lake.sources.accesslogs import AccessLogsSource
@@ -45,6 +46,7 @@ class ExtractInfo:
     elapsed_seconds: float = 0.0
     lake_bytes: int = 0
     erasure: ErasureInfo | None = None  # deleted accounts' data removed from the lake
+    database_source: str = "primary"  # which database the store's tables were read from
 
     @property
     def rows(self) -> int:
@@ -68,13 +70,25 @@ def new_run_id() -> str:
 
 def extract(db_url: str, lake: Lake | str, config: ExtractConfig | None = None, *,
               events_dir: Path | None = None, access_logs_dir: Path | None = None,
-              progress: bool = False) -> ExtractInfo:
+              progress: bool = False, replica_urls: Sequence[str] = ()) -> ExtractInfo:
     """Copy what changed in the database (with ``events_dir``, new clickstream files; with
     ``access_logs_dir``, new load-balancer access-log files) into the lake. ``config``: the
-    ``[extract]`` settings (their defaults when None)."""
+    ``[extract]`` settings (their defaults when None). With ``replica_urls``, the store's
+    tables are read from a replica when it is less than the lookback behind
+    (:func:`~tierlake.data.db.choose_extract_database`), else from the primary."""
     config = config or ExtractConfig()
     lake = lake if isinstance(lake, Lake) else Lake(lake)
-    sources: list[Source] = [DatabaseSource(db_url, config)]
+    source_url, source = db_url, "primary"
+    if replica_urls:
+        primary = Database(db_url, pool_size=1)
+        try:
+            with primary.translate_errors():  # an unreachable primary stops the run
+                source_url, source = choose_extract_database(db_url, replica_urls,
+                                                             config.lookback_seconds)
+        finally:
+            primary.dispose()
+        log.info("extract.database", source=source)
+    sources: list[Source] = [DatabaseSource(source_url, config)]
     if events_dir is not None:
         sources.append(ClickstreamSource(events_dir, batch_rows=config.batch_rows))
     if access_logs_dir is not None:
@@ -82,8 +96,10 @@ def extract(db_url: str, lake: Lake | str, config: ExtractConfig | None = None, 
     try:
         info = run_sources(sources, lake, progress=progress)
     except ExtractError as exc:  # the tables that did commit still get their erasures
+        exc.info.database_source = source
         exc.info.erasure = erase_deleted(lake, lookback_seconds=config.lookback_seconds)
         raise
+    info.database_source = source
     info.erasure = erase_deleted(lake, lookback_seconds=config.lookback_seconds)
     return info
 

@@ -64,6 +64,7 @@ def print_summary(console: Console, info: Any) -> None:
         _print_table(console, table)
         console.print(f"rows moved: {ext.rows:,}; clickstream files ingested: "
                       f"{ext.files_ingested:,}; lake size {_size(ext.lake_bytes)}")
+        console.print(f"store read from: {ext.database_source}", soft_wrap=True)
         if any(t.pending for t in ext.tables):
             console.print("inserted/updated/deleted count changes merged into current/; "
                           "'not merged' ones wait in raw/ and readers apply them "

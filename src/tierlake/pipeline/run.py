@@ -143,7 +143,8 @@ def run_pipeline(settings: Settings, *, engine: str | None = None, master: str |
                                        events_dir=settings.resolved_events_dir,
                                        access_logs_dir=(settings.resolved_access_logs_dir
                                                         if settings.lb.access_logs else None),
-                                       progress=progress)
+                                       progress=progress,
+                                       replica_urls=settings.database_replica_urls)
         if jobs:
             needed = {name for job in JOBS for name in job.inputs}
             inputs = job_inputs(lake, needed)
@@ -172,6 +173,7 @@ def run_pipeline(settings: Settings, *, engine: str | None = None, master: str |
             fresh["data_as_of"] = began.isoformat()
     write_status(settings, ok=True, error=None, engine=engine_name,
                  seconds=round(info.seconds, 2), extracted=moved,
+                 database_source=info.extract.database_source if info.extract else None,
                  jobs={j.name: j.rows for j in info.jobs}, **fresh)
     log.info("pipeline.done", engine=engine_name, seconds=round(info.seconds, 2))
     return info

@@ -7,7 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials
 
-from tierlake.app.deps import DB, AppSettings, CurrentCustomer, _bearer
+from tierlake.app.cache import SESSIONS
+from tierlake.app.deps import DB, AppCache, AppSettings, CurrentCustomer, _bearer
 from tierlake.app.ratelimit.address import client_address
 from tierlake.app.ratelimit.login import LoginLimiter, get_login_limiter
 from tierlake.app.schemas import (
@@ -56,11 +57,12 @@ def login(db: DB, settings: AppSettings, limiter: Limiter, request: Request,
 
 @router.post("/auth/logout", status_code=204, response_class=Response, responses=UNAUTHORIZED)
 def logout(
-    db: DB, customer: CurrentCustomer,
+    db: DB, cache: AppCache, customer: CurrentCustomer,
     creds: Annotated[HTTPAuthorizationCredentials, Depends(_bearer)],
 ) -> Response:
     """End this session (the token stops working)."""
     accounts.logout(db, creds.credentials)
+    cache.invalidate([SESSIONS])  # after the commit: the token is dead on every instance
     return Response(status_code=204)
 
 
@@ -71,7 +73,8 @@ def me(customer: CurrentCustomer) -> CustomerPublic:
 
 
 @router.delete("/me", status_code=204, response_class=Response, responses=UNAUTHORIZED)
-def delete_me(db: DB, customer: CurrentCustomer, body: AccountDelete) -> Response:
+def delete_me(db: DB, cache: AppCache, customer: CurrentCustomer, body: AccountDelete
+              ) -> Response:
     """Delete the account: personal data is erased at once, in one transaction.
 
     The e-mail address (it may register again), name and password go; past orders stay for
@@ -79,4 +82,5 @@ def delete_me(db: DB, customer: CurrentCustomer, body: AccountDelete) -> Respons
     address, city and postcode. Every session of the account ends.
     """
     accounts.delete_account(db, customer.id, body.password)
+    cache.invalidate([SESSIONS])
     return Response(status_code=204)

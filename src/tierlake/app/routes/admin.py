@@ -1,4 +1,8 @@
-"""Back-office endpoints (administrators only): products, prices, stock, categories."""
+"""Back-office endpoints (administrators only): products, prices, stock, categories.
+
+Every change invalidates what the cache shows of it once the service has committed it:
+the catalogue (pages, category counts) and the product's own detail.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
-from tierlake.app.deps import DB, CurrentAdmin
+from tierlake.app.cache import CATALOGUE
+from tierlake.app.deps import DB, AppCache, CurrentAdmin
 from tierlake.app.routes.ids import ProductId
 from tierlake.app.schemas import (
     NO_NUL,
@@ -42,33 +47,46 @@ def list_products(
 
 
 @router.post("/products", response_model=ProductPublic, status_code=201, responses=ERRORS)
-def create_product(db: DB, _: CurrentAdmin, body: ProductCreate) -> ProductPublic:
+def create_product(db: DB, cache: AppCache, _: CurrentAdmin, body: ProductCreate
+                   ) -> ProductPublic:
     """Add a product to the catalogue with its opening stock."""
-    return admin.create_product(db, body)
+    product = admin.create_product(db, body)
+    cache.invalidate_products([product.id])
+    return product
 
 
 @router.patch("/products/{product_id}", response_model=ProductPublic, responses=ERRORS)
-def update_product(db: DB, _: CurrentAdmin, product_id: ProductId,
+def update_product(db: DB, cache: AppCache, _: CurrentAdmin, product_id: ProductId,
                    body: ProductUpdate) -> ProductPublic:
     """Change name, description, category, price, or retire/restore (`active`)."""
-    return admin.update_product(db, product_id, body)
+    product = admin.update_product(db, product_id, body)
+    cache.invalidate_products([product.id])
+    return product
 
 
 @router.put("/products/{product_id}/stock", response_model=ProductPublic, responses=ERRORS)
-def set_stock(db: DB, _: CurrentAdmin, product_id: ProductId, body: StockSet) -> ProductPublic:
+def set_stock(db: DB, cache: AppCache, _: CurrentAdmin, product_id: ProductId,
+              body: StockSet) -> ProductPublic:
     """Set the stock level (`quantity`) or change it atomically (`delta`)."""
-    return admin.set_stock(db, product_id, body)
+    product = admin.set_stock(db, product_id, body)
+    cache.invalidate_products([product.id])
+    return product
 
 
 @router.delete("/products/{product_id}", status_code=204, response_class=Response,
                responses=ERRORS)
-def retire_product(db: DB, _: CurrentAdmin, product_id: ProductId) -> Response:
+def retire_product(db: DB, cache: AppCache, _: CurrentAdmin, product_id: ProductId
+                   ) -> Response:
     """Retire a product: it leaves the catalogue; its order history stays."""
     admin.retire_product(db, product_id)
+    cache.invalidate_products([product_id])
     return Response(status_code=204)
 
 
 @router.post("/categories", response_model=CategoryPublic, status_code=201, responses=ERRORS)
-def create_category(db: DB, _: CurrentAdmin, body: CategoryCreate) -> CategoryPublic:
+def create_category(db: DB, cache: AppCache, _: CurrentAdmin, body: CategoryCreate
+                    ) -> CategoryPublic:
     """Add a category."""
-    return admin.create_category(db, body)
+    category = admin.create_category(db, body)
+    cache.invalidate([CATALOGUE])
+    return category

@@ -1,33 +1,63 @@
-"""Catalogue endpoints: categories, product listing and search, product detail."""
+"""Catalogue endpoints: categories, product listing and search, product detail.
+
+The endpoints are ``async`` and make one thread-pool hop each, for the database work, and
+return the JSON they serialised (``response_model`` stays for the OpenAPI schema): as sync
+endpoints FastAPI also hopped to the pool for the dependency and to validate the
+response again (docs/benchmarks.md measures both).
+
+Their answers go through the cache (:mod:`tierlake.app.cache`) as the JSON bytes sent: the
+category list and catalogue and category pages in the ``catalogue`` namespace, a product's
+detail in its own (by id; by slug in ``catalogue``). Search results (``q``) are not cached.
+An in-process hit is answered without the thread-pool hop.
+
+Every one of these reads may go to a read replica (``Database`` with
+``TIERLAKE_DATABASE_REPLICA_URLS``). A search reads whatever the replica has (``STALE_OK``);
+a cache fill first waits until the replica has everything the primary had committed when the
+fill began (``CACHE_FILL``: ``read_your_writes``), so a fill that follows an invalidation
+never stores the value from before the write for a whole TTL.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Response
+from pydantic import BaseModel, TypeAdapter
+from starlette.concurrency import run_in_threadpool
 
-from tierlake.app.deps import DB
+from tierlake.app.cache import CATALOGUE, product_ns
+from tierlake.app.deps import DB, AppCache
 from tierlake.app.schemas import NO_NUL, CategoryPublic, ErrorResponse, Page, ProductPublic
 from tierlake.app.services import catalogue
 from tierlake.app.services.catalogue import Sort
+
+STALE_OK: dict[str, bool] = {"stale_ok": True}
+CACHE_FILL: dict[str, bool] = {"stale_ok": True, "read_your_writes": True}
 
 router = APIRouter(tags=["catalogue"])
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse}}
 
 PageNo = Annotated[int, Query(ge=1, le=100_000, description="1-based page number.")]
 PageSize = Annotated[int, Query(ge=1, le=100, description="Items per page.")]
+_CATEGORIES = TypeAdapter(list[CategoryPublic])
+
+
+def _json(model: BaseModel | bytes) -> Response:
+    body = model if isinstance(model, bytes) else model.model_dump_json().encode()
+    return Response(body, media_type="application/json")
 
 
 @router.get("/categories", response_model=list[CategoryPublic])
-def list_categories(db: DB) -> list[CategoryPublic]:
+async def list_categories(db: DB, cache: AppCache) -> Response:
     """Every category, with the number of products on sale in it."""
-    with db.read() as s:
-        return catalogue.list_categories(s)
+    return _json(await cache.aload("catalogue", CATALOGUE, "categories", lambda: (
+        _CATEGORIES.dump_json(db.reading(catalogue.list_categories, **CACHE_FILL)))))
 
 
 @router.get("/products", response_model=Page[ProductPublic], responses=NOT_FOUND)
-def list_products(
+async def list_products(
     db: DB,
+    cache: AppCache,
     category: Annotated[str | None, Query(max_length=80, description="Category slug.",
                                           pattern=NO_NUL)] = None,
     q: Annotated[str | None, Query(max_length=200, description="Words to search for.",
@@ -35,18 +65,31 @@ def list_products(
     page: PageNo = 1,
     page_size: PageSize = 24,
     sort: Sort = "relevance",
-) -> Page[ProductPublic]:
+) -> Response:
     """Products on sale, filtered by category and search words, one page at a time."""
-    with db.read() as s:
-        return catalogue.list_products(s, category=category, q=q, page=page,
-                                       page_size=page_size, sort=sort)
+    def load(searching: bool = False) -> bytes:
+        return db.run(lambda conn: catalogue.list_products(
+            conn, category=category, q=q, page=page, page_size=page_size, sort=sort,
+        ), **(STALE_OK if searching else CACHE_FILL)).model_dump_json().encode()
+
+    if q is not None and q.strip():
+        return _json(await run_in_threadpool(load, True))
+    key = f"products:{category or ''}:{page}:{page_size}:{sort}"
+    return _json(await cache.aload("catalogue", CATALOGUE, key, load))
 
 
 @router.get("/products/{ref}", response_model=ProductPublic, responses=NOT_FOUND)
-def read_product(
+async def read_product(
     db: DB,
+    cache: AppCache,
     ref: Annotated[str, Path(max_length=160, description="Product id or slug.", pattern=NO_NUL)],
-) -> ProductPublic:
+) -> Response:
     """One product by id or slug (retired products too, marked `active: false`)."""
-    with db.read() as s:
-        return catalogue.product_public(catalogue.find_product(s, ref))
+    def load() -> bytes:
+        return db.reading(lambda s: catalogue.product_public(catalogue.find_product(s, ref)),
+                          **CACHE_FILL).model_dump_json().encode()
+
+    product_id = catalogue.product_id_of(ref)
+    if product_id is not None:
+        return _json(await cache.aload("product", product_ns(product_id), "detail", load))
+    return _json(await cache.aload("product", CATALOGUE, f"slug:{ref}", load))

@@ -1,13 +1,19 @@
-"""Customer accounts: register, log in and out, delete an account."""
+"""Customer accounts: register, log in and out, delete an account, and the bearer token's
+lookup (through the ``sessions`` namespace of the cache; log-out and account deletion
+invalidate it)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import json
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from tierlake.app.cache import SESSIONS, Cache
 from tierlake.app.errors import ConflictError, InvalidInputError, UnauthorizedError
 from tierlake.app.password_policy import password_problem, user_inputs
 from tierlake.app.schemas import CustomerCreate, CustomerPublic, SessionPublic
@@ -17,6 +23,56 @@ from tierlake.data.schema import AuthSession, Cart, Customer, Order, utcnow
 
 # Verified when the e-mail is unknown, so a login takes as long either way.
 _DUMMY_HASH = hash_password("not-a-real-password")
+
+
+# Built once: the token lookup runs on every authenticated request (on a cache miss).
+_SESSION_CUSTOMER = (
+    select(Customer.id, Customer.email, Customer.name, Customer.country, Customer.is_admin,
+           Customer.created_at, AuthSession.expires_at)
+    .select_from(AuthSession)
+    .join(Customer, Customer.id == AuthSession.customer_id)
+    .where(AuthSession.token_hash == bindparam("token_hash"),
+           AuthSession.expires_at > bindparam("now", type_=AuthSession.expires_at.type),
+           Customer.deleted_at.is_(None))
+)
+_SESSION_FIELDS = ("id", "email", "name", "country", "is_admin", "created_at", "expires_at")
+
+
+def _invalid_token() -> UnauthorizedError:
+    return UnauthorizedError("Your session has expired or is not valid; log in again.",
+                             code="invalid_token")
+
+
+# Runs a read of a cache miss on a connection: ``Database.run``, or the request's own.
+ReadOn = Callable[[Callable[[Connection], Any]], Any]
+
+
+def session_customer(cache: Cache, token: str | None, run: ReadOn) -> Customer:
+    """The customer whose live session this bearer token is, 401 otherwise.
+
+    Cached in ``sessions`` as JSON (never used past the session's ``expires_at``, checked on
+    every hit). ``run`` runs the database read of a miss on a connection (``Database.run``,
+    or the request's own connection). The customer is a detached :class:`Customer` holding
+    the profile's columns, not a row to change.
+    """
+    if not token:
+        raise UnauthorizedError("Log in first: send `Authorization: Bearer <token>`.")
+    digest = token_hash(token)
+
+    def load() -> bytes:
+        row = run(lambda conn: conn.execute(
+            _SESSION_CUSTOMER, {"token_hash": digest, "now": utcnow()}).first())
+        if row is None:
+            raise _invalid_token()
+        return json.dumps(dict(zip(_SESSION_FIELDS, (
+            row.id, row.email, row.name, row.country, row.is_admin, row.created_at.isoformat(),
+            row.expires_at.isoformat()), strict=True))).encode()
+
+    doc = json.loads(cache.load("session", SESSIONS, digest, load, cache.session_ttl))
+    if datetime.fromisoformat(doc["expires_at"]) <= utcnow():
+        raise _invalid_token()
+    return Customer(id=doc["id"], email=doc["email"], name=doc["name"], country=doc["country"],
+                    is_admin=doc["is_admin"], created_at=datetime.fromisoformat(doc["created_at"]))
 
 
 def customer_public(c: Customer) -> CustomerPublic:
@@ -67,9 +123,8 @@ def register(db: Database, body: CustomerCreate, ttl_hours: int) -> SessionPubli
 
 def login(db: Database, email: str, password: str, ttl_hours: int) -> SessionPublic:
     email = email.strip().lower()
-    with db.read() as s:
-        customer = s.scalar(select(Customer).where(
-            func.lower(Customer.email) == email, Customer.deleted_at.is_(None)))
+    customer = db.reading(lambda s: s.scalar(select(Customer).where(
+        func.lower(Customer.email) == email, Customer.deleted_at.is_(None))))
     if customer is None:
         verify_password(_DUMMY_HASH, password)
         raise UnauthorizedError("Wrong e-mail or password.", code="invalid_credentials")

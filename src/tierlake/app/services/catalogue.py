@@ -1,16 +1,24 @@
-"""The catalogue: categories, product listing, search and detail."""
+"""The catalogue: categories, product listing, search and detail.
+
+Listing pages select the twelve columns a page shows (SQLAlchemy Core, no ORM objects:
+hydrating products with their category and stock, timestamps included, was most of a
+page's cost) and build the page's models in one pydantic call. Their statements are built
+once per shape (filters, number of search words, sort) with bound parameters, and then
+reused: only the values change per request.
+"""
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Literal
 
-from sqlalchemy import Select, case, func, or_, select
+from sqlalchemy import Connection, Select, String, bindparam, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from tierlake.app.errors import NotFoundError
 from tierlake.app.schemas import CategoryPublic, Page, ProductPublic
-from tierlake.data.schema import Category, Product
+from tierlake.data.schema import Category, Inventory, Product
 
 Sort = Literal["relevance", "name", "price_asc", "price_desc", "newest"]
 
@@ -45,59 +53,104 @@ def _like(text: str) -> str:
     return f"%{escaped}%"
 
 
-def _filtered(query: Select, category: str | None, q: str | None, include_retired: bool) -> Select:
+_SORTS: dict[str, list[Any]] = {
+    "name": [Product.name, Product.id],
+    "price_asc": [Product.price_cents, Product.id],
+    "price_desc": [Product.price_cents.desc(), Product.id],
+    "newest": [Product.created_at.desc(), Product.id.desc()],
+}
+_CATEGORY_BY_SLUG = select(Category.id).where(Category.slug == bindparam("category"))
+
+
+def _filtered(query: Select, category: bool, words: int, include_retired: bool
+              ) -> Select:
+    """``query`` restricted to the listing's filters, as bound parameters: ``category``
+    (a slug) and ``w0`` ... (``LIKE`` patterns, one per search word)."""
     if not include_retired:
         query = query.where(Product.active.is_(True))
     if category:
-        query = query.join(Category, Category.id == Product.category_id).where(
-            Category.slug == category)
-    if q:
-        for word in q.split()[:8]:
-            pattern = _like(word)
-            query = query.where(or_(
-                func.lower(Product.name).like(pattern, escape="\\"),
-                func.lower(Product.description).like(pattern, escape="\\"),
-                func.lower(Product.sku).like(pattern, escape="\\"),
-            ))
+        query = query.where(Category.slug == bindparam("category"))
+    for n in range(words):
+        pattern = bindparam(f"w{n}", type_=String())
+        query = query.where(or_(
+            func.lower(Product.name).like(pattern, escape="\\"),
+            func.lower(Product.description).like(pattern, escape="\\"),
+            func.lower(Product.sku).like(pattern, escape="\\"),
+        ))
     return query
 
 
-def list_products(
-    s: Session, *, category: str | None = None, q: str | None = None, page: int = 1,
-    page_size: int = 24, sort: Sort = "relevance", include_retired: bool = False,
-) -> Page[ProductPublic]:
-    q = (q or "").strip() or None
-    if category and s.scalar(select(Category.id).where(Category.slug == category)) is None:
-        raise NotFoundError(f"No category {category!r}; GET /api/v1/categories lists them.")
-    total = s.scalar(_filtered(select(func.count(Product.id)), category, q, include_retired)) or 0
-    sorts: dict[str, list[Any]] = {
-        "name": [Product.name, Product.id],
-        "price_asc": [Product.price_cents, Product.id],
-        "price_desc": [Product.price_cents.desc(), Product.id],
-        "newest": [Product.created_at.desc(), Product.id.desc()],
-    }
-    order = sorts.get(sort)
+@functools.lru_cache(maxsize=256)
+def _listing(category: bool, words: int, sort: str, include_retired: bool
+             ) -> tuple[Select, Select]:
+    """The count and the page statements for one shape of listing, built once."""
+    count: Select = select(func.count(Product.id)).select_from(Product)
+    if category:
+        count = count.join(Category, Category.id == Product.category_id)
+    count = _filtered(count, category, words, include_retired)
+    order = _SORTS.get(sort)
     if order is None:  # relevance: name matches first when searching, else by name
         order = [Product.name, Product.id]
-        if q:
-            order.insert(0, case((func.lower(Product.name).like(_like(q), escape="\\"), 0),
-                                 else_=1))
-    rows = s.scalars(
-        _filtered(select(Product), category, q, include_retired)
-        .order_by(*order).limit(page_size).offset((page - 1) * page_size)
-    ).unique()
-    return Page[ProductPublic](
-        items=[product_public(p) for p in rows], total=total, page=page, page_size=page_size,
-        pages=max(1, math.ceil(total / page_size)),
+        if words:
+            order.insert(0, case((func.lower(Product.name).like(bindparam("whole"), escape="\\"),
+                                  0), else_=1))
+    page: Select = (
+        select(Product.id, Product.sku, Product.slug, Product.name, Product.description,
+               Product.price_cents, Product.active, Category.id.label("c_id"),
+               Category.slug.label("c_slug"), Category.name.label("c_name"),
+               Category.description.label("c_description"), Inventory.quantity)
+        .select_from(Product)
+        .join(Category, Category.id == Product.category_id)
+        .outerjoin(Inventory, Inventory.product_id == Product.id)
     )
+    page = (_filtered(page, category, words, include_retired).order_by(*order)
+            .limit(bindparam("limit")).offset(bindparam("offset")))
+    return count, page
+
+
+def list_products(
+    s: Connection | Session, *, category: str | None = None, q: str | None = None,
+    page: int = 1, page_size: int = 24, sort: Sort = "relevance", include_retired: bool = False,
+) -> Page[ProductPublic]:
+    q = (q or "").strip() or None
+    params: dict[str, Any] = {"limit": page_size, "offset": (page - 1) * page_size}
+    if category:
+        if s.execute(_CATEGORY_BY_SLUG, {"category": category}).scalar() is None:
+            raise NotFoundError(f"No category {category!r}; GET /api/v1/categories lists them.")
+        params["category"] = category
+    words = q.split()[:8] if q else []
+    for n, word in enumerate(words):
+        params[f"w{n}"] = _like(word)
+    if q:
+        params["whole"] = _like(q)
+    count_stmt, page_stmt = _listing(bool(category), len(words), sort, include_retired)
+    total = s.execute(count_stmt, params).scalar() or 0
+    items = []
+    for (pid, sku, slug, name, description, price, active, cid, cslug, cname, cdescription,
+         quantity) in s.execute(page_stmt, params):
+        stock = quantity if quantity is not None else 0
+        items.append({
+            "id": pid, "sku": sku, "slug": slug, "name": name, "description": description,
+            "price_cents": price,
+            "category": {"id": cid, "slug": cslug, "name": cname, "description": cdescription},
+            "active": active, "in_stock": active and stock > 0, "stock": stock,
+        })
+    return Page[ProductPublic].model_validate({
+        "items": items, "total": total, "page": page, "page_size": page_size,
+        "pages": max(1, math.ceil(total / page_size))})
+
+
+def product_id_of(ref: str | int) -> int | None:
+    """The id ``ref`` names, or None if it is a slug."""
+    text = str(ref)
+    # isascii: "²" and other Unicode digits pass isdigit() but not int()
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 16 else None
 
 
 def find_product(s: Session, ref: str | int) -> Product:
     """A product by id or slug, retired ones included."""
-    text = str(ref)
-    # isascii: "²" and other Unicode digits pass isdigit() but not int()
-    numeric = text.isascii() and text.isdigit() and len(text) < 16
-    where = Product.id == int(text) if numeric else Product.slug == text
+    product_id = product_id_of(ref)
+    where = Product.id == product_id if product_id is not None else Product.slug == str(ref)
     product = s.scalar(select(Product).where(where))
     if product is None:
         raise NotFoundError(f"No product {ref!r}.")

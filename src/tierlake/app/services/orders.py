@@ -24,6 +24,15 @@ quantity per line); its fingerprint is a SHA-256 of both.
 * Once the order exists, the same key is answered with it (200) if the request is
   the same: the same shipping body, and a cart that is either empty (the checkout
   emptied it: a true retry) or holds what the order holds. Anything else is 422.
+
+Cost, in statements (SQLAlchemy Core, one pooled connection for the whole request,
+``tests/api/test_statements.py`` counts them): the token lookup 1; the hold 4 (lock the
+cart, look for this key's order, read the cart's lines, write the hold); the checkout
+n + 6 for n lines (read the cart with its products, insert the order, n stock updates,
+the lines in one multi-row insert, delete the cart's lines, their tombstones in one
+multi-row insert, clear the hold). The response is built from what was written, not
+read back. A replay inside the checkout transaction is caught by the order's unique
+``(customer_id, idempotency_key)``, not by a look-up first.
 """
 
 from __future__ import annotations
@@ -36,14 +45,36 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 import structlog
-from sqlalchemy import CursorResult, Result, func, or_, select, update
+from sqlalchemy import (
+    Connection,
+    CursorResult,
+    Result,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from tierlake.app.cache import Cache
 from tierlake.app.errors import ConflictError, InvalidInputError, NotFoundError, OutOfStockError
-from tierlake.app.schemas import OrderCreate, OrderPublic, Page
+from tierlake.app.schemas import OrderCreate, OrderLinePublic, OrderPublic, Page
+from tierlake.app.services.accounts import session_customer
 from tierlake.data.db import Database
-from tierlake.data.schema import Cart, Inventory, Order, OrderLine, utcnow
+from tierlake.data.schema import (
+    Cart,
+    CartItem,
+    DeletedRow,
+    Inventory,
+    Order,
+    OrderLine,
+    Product,
+    utcnow,
+)
 from tierlake.pricing import line_total, totals
 
 log = structlog.get_logger(__name__)
@@ -53,15 +84,6 @@ RETRY_AFTER = {"Retry-After": "1"}
 def _fingerprint(shipping: dict[str, str], lines: Iterable[tuple[int, int]]) -> str:
     doc = {"shipping": shipping, "cart": sorted(lines)}
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
-
-
-def _shipping_of(order: Order) -> dict[str, str]:
-    return {"name": order.ship_name, "address": order.ship_address, "city": order.ship_city,
-            "postcode": order.ship_postcode, "country": order.ship_country}
-
-
-def _cart_lines(cart: Cart | None) -> list[tuple[int, int]]:
-    return [(i.product_id, i.quantity) for i in cart.items] if cart is not None else []
 
 
 def _reused() -> InvalidInputError:
@@ -82,45 +104,109 @@ def _empty() -> ConflictError:
                          code="cart_empty")
 
 
-def _placed(s: Session, customer_id: int, key: str, body: OrderCreate) -> OrderPublic | None:
+# The checkout's statements, built once (SQLAlchemy caches their compiled form by key).
+_ORDER_COLUMNS = (Order.id, Order.status, Order.item_count, Order.subtotal_cents,
+                  Order.shipping_cents, Order.total_cents, Order.ship_name, Order.ship_address,
+                  Order.ship_city, Order.ship_postcode, Order.ship_country, Order.placed_at)
+_ORDER_BY_KEY = select(*_ORDER_COLUMNS).where(Order.customer_id == bindparam("customer_id"),
+                                              Order.idempotency_key == bindparam("key"))
+_ORDER_LINES = (select(OrderLine.product_id, OrderLine.product_name, OrderLine.quantity,
+                       OrderLine.unit_price_cents, OrderLine.line_total_cents)
+                .where(OrderLine.order_id == bindparam("order_id")).order_by(OrderLine.id))
+_CART_OF = select(Cart.id).where(Cart.customer_id == bindparam("customer_id"))
+_LOCK_CART = (select(Cart.id, Cart.checkout_key, Cart.checkout_fingerprint)
+              .where(Cart.customer_id == bindparam("customer_id")).with_for_update())
+_CART_LINES = select(CartItem.product_id, CartItem.quantity).where(
+    CartItem.cart_id == bindparam("cart_id"))
+_TAKE_HOLD = (update(Cart)
+              .where(Cart.id == bindparam("cart_id"),
+                     or_(Cart.checkout_key.is_(None),
+                         Cart.checkout_expires_at < bindparam("now", type_=Cart.updated_at.type)))
+              .values(checkout_key=bindparam("key"), checkout_fingerprint=bindparam("fingerprint"),
+                      checkout_expires_at=bindparam("until", type_=Cart.updated_at.type),
+                      updated_at=bindparam("now", type_=Cart.updated_at.type)))
+_FREE_HOLD = (update(Cart)
+              .where(Cart.customer_id == bindparam("cust"),
+                     Cart.checkout_key == bindparam("key"),
+                     Cart.checkout_expires_at == bindparam("until", type_=Cart.updated_at.type))
+              .values(checkout_key=None, checkout_fingerprint=None, checkout_expires_at=None,
+                      updated_at=bindparam("now", type_=Cart.updated_at.type)))
+_CART_TO_ORDER = (select(CartItem.id, CartItem.product_id, CartItem.quantity, Product.name,
+                         Product.price_cents, Product.active, Cart.id.label("cart_id"))
+                  .join(CartItem, CartItem.cart_id == Cart.id)
+                  .join(Product, Product.id == CartItem.product_id)
+                  .where(Cart.customer_id == bindparam("customer_id"))
+                  .order_by(CartItem.product_id))
+# (An UPDATE's bind names must not be its table's column names.)
+_TAKE_STOCK = (update(Inventory)
+               .where(Inventory.product_id == bindparam("pid"),
+                      Inventory.quantity >= bindparam("qty"))
+               .values(quantity=Inventory.quantity - bindparam("qty"),
+                       updated_at=bindparam("now", type_=Inventory.updated_at.type)))
+_STOCK_LEFT = select(Inventory.quantity).where(Inventory.product_id == bindparam("product_id"))
+_INSERT_ORDER = insert(Order)
+_INSERT_LINES = insert(OrderLine)
+_INSERT_TOMBSTONES = insert(DeletedRow)
+_EMPTY_CART = delete(CartItem).where(CartItem.cart_id == bindparam("cart_id"))
+_CLEAR_HOLD = (update(Cart).where(Cart.id == bindparam("cart_id"))
+               .values(checkout_key=None, checkout_fingerprint=None, checkout_expires_at=None,
+                       updated_at=bindparam("now", type_=Cart.updated_at.type)))
+
+
+def _order_public(row: Any, lines: list[OrderLinePublic]) -> OrderPublic:
+    return OrderPublic(id=row.id, status=row.status, item_count=row.item_count,
+                       subtotal_cents=row.subtotal_cents, shipping_cents=row.shipping_cents,
+                       total_cents=row.total_cents, ship_name=row.ship_name,
+                       ship_address=row.ship_address, ship_city=row.ship_city,
+                       ship_postcode=row.ship_postcode, ship_country=row.ship_country,
+                       placed_at=row.placed_at, lines=lines)
+
+
+def _placed(conn: Connection, customer_id: int, key: str, body: OrderCreate
+            ) -> OrderPublic | None:
     """The order placed with this key, if the request is the same one; None if none was."""
-    order = s.scalar(select(Order).where(Order.customer_id == customer_id,
-                                         Order.idempotency_key == key))
+    order = conn.execute(_ORDER_BY_KEY, {"customer_id": customer_id, "key": key}).first()
     if order is None:
         return None
-    ordered = [(line.product_id, line.quantity) for line in order.lines]
-    cart = _cart_lines(s.scalar(select(Cart).where(Cart.customer_id == customer_id)))
+    lines = [OrderLinePublic(product_id=r.product_id, product_name=r.product_name,
+                             quantity=r.quantity, unit_price_cents=r.unit_price_cents,
+                             line_total_cents=r.line_total_cents)
+             for r in conn.execute(_ORDER_LINES, {"order_id": order.id})]
+    ordered = [(line.product_id, line.quantity) for line in lines]
+    cart_id = conn.execute(_CART_OF, {"customer_id": customer_id}).scalar()
+    cart = ([(r.product_id, r.quantity) for r in conn.execute(_CART_LINES, {"cart_id": cart_id})]
+            if cart_id is not None else [])
+    shipping = {"name": order.ship_name, "address": order.ship_address,
+                "city": order.ship_city, "postcode": order.ship_postcode,
+                "country": order.ship_country}
     if (_fingerprint(body.shipping.model_dump(), cart or ordered)
-            != _fingerprint(_shipping_of(order), ordered)):
+            != _fingerprint(shipping, ordered)):
         raise _reused()
-    return OrderPublic.model_validate(order)
+    return _order_public(order, lines)
 
 
-def _hold(s: Session, customer_id: int, key: str, body: OrderCreate,
+def _hold(conn: Connection, customer_id: int, key: str, body: OrderCreate,
           lease_seconds: float) -> OrderPublic | datetime:
     """Hold the cart for this key (committed before the checkout); returns the hold's expiry,
     or the order already placed with this key."""
     # Lock the cart first: a twin's checkout that is committing holds this row, so what we
     # read next (its order, the emptied cart) is after its commit, never half before.
-    cart = s.scalar(select(Cart).where(Cart.customer_id == customer_id).with_for_update())
-    if (existing := _placed(s, customer_id, key, body)) is not None:
+    cart = conn.execute(_LOCK_CART, {"customer_id": customer_id}).first()
+    if (existing := _placed(conn, customer_id, key, body)) is not None:
         return existing
-    if cart is None or not cart.items:
+    if cart is None:
         raise _empty()
-    fingerprint = _fingerprint(body.shipping.model_dump(), _cart_lines(cart))
+    lines = [(r.product_id, r.quantity) for r in conn.execute(_CART_LINES, {"cart_id": cart.id})]
+    if not lines:
+        raise _empty()
+    fingerprint = _fingerprint(body.shipping.model_dump(), lines)
     now = utcnow()
     until = now + timedelta(seconds=lease_seconds)
-    held = _rowcount(s.execute(
-        update(Cart)
-        .where(Cart.customer_id == customer_id,
-               or_(Cart.checkout_key.is_(None), Cart.checkout_expires_at < now))
-        .values(checkout_key=key, checkout_fingerprint=fingerprint, checkout_expires_at=until,
-                updated_at=now)
-        .execution_options(synchronize_session=False)
-    ))
+    held = _rowcount(conn.execute(_TAKE_HOLD, {"cart_id": cart.id, "now": now, "key": key,
+                                               "fingerprint": fingerprint, "until": until}))
     if held == 1:
         return until
-    s.refresh(cart)  # the hold as it is now, not as first read
+    # The row is locked (FOR UPDATE, or SQLite's write lock): the hold read above is current.
     if cart.checkout_key != key:
         raise ConflictError("Another checkout of your cart is in progress; wait a moment and "
                             "look at your orders.", code="checkout_in_progress",
@@ -132,115 +218,138 @@ def _hold(s: Session, customer_id: int, key: str, body: OrderCreate,
                         headers=RETRY_AFTER)
 
 
-def _release(db: Database, customer_id: int, key: str, until: datetime) -> None:
+def _release(db: Database, conn: Connection, customer_id: int, key: str,
+             until: datetime) -> None:
     """Give the hold back after a refused checkout (only if it is still ours)."""
-    def _free(s: Session) -> None:
-        s.execute(update(Cart)
-                  .where(Cart.customer_id == customer_id, Cart.checkout_key == key,
-                         Cart.checkout_expires_at == until)
-                  .values(checkout_key=None, checkout_fingerprint=None,
-                          checkout_expires_at=None, updated_at=utcnow())
-                  .execution_options(synchronize_session=False))
-
     try:
-        db.write(_free)
+        db.transaction(conn, lambda c: c.execute(_FREE_HOLD, {
+            "cust": customer_id, "key": key, "until": until, "now": utcnow()}))
     except Exception:  # the checkout's own error is what the client must see
         log.warning("checkout.hold_not_released", customer_id=customer_id, lapses_at=str(until),
                     exc_info=True)
 
 
+def checkout(db: Database, cache: Cache, token: str | None, key: str, body: OrderCreate,
+             lease_seconds: float = 60) -> tuple[OrderPublic, bool]:
+    """The whole checkout request on one pooled connection: authenticate the bearer token
+    (the session cache first), then :func:`place_order`. Once an order is placed (committed),
+    the cache entries showing its products' stock are invalidated; the stock itself is only
+    ever taken in the database, never on the cache's word."""
+    def _request(conn: Connection) -> tuple[OrderPublic, bool]:
+        customer = session_customer(cache, token, lambda read: read(conn))
+        return _place_order(db, conn, customer.id, key, body, lease_seconds)
+
+    order, created = db.run(_request)
+    if created:
+        cache.invalidate_products(line.product_id for line in order.lines)
+    return order, created
+
+
 def place_order(db: Database, customer_id: int, key: str, body: OrderCreate,
                 lease_seconds: float = 60) -> tuple[OrderPublic, bool]:
     """Check the cart out. Returns the order and whether it was created by this call."""
-    until = db.write(lambda s: _hold(s, customer_id, key, body, lease_seconds))
+    return db.run(lambda conn: _place_order(db, conn, customer_id, key, body, lease_seconds))
+
+
+def _place_order(db: Database, conn: Connection, customer_id: int, key: str, body: OrderCreate,
+                 lease_seconds: float) -> tuple[OrderPublic, bool]:
+    until = db.transaction(conn, lambda c: _hold(c, customer_id, key, body, lease_seconds))
     if isinstance(until, OrderPublic):
         return until, False
     created = False  # a placed order cleared the hold in its own transaction
     try:
-        order, created = db.write(lambda s: _place(s, customer_id, key, body))
+        order = db.transaction(conn, lambda c: _place(c, customer_id, key, body))
+        created = True
         return order, created
     except IntegrityError:
         # A twin that took over a lapsed hold placed this key's order first: answer with it.
-        with db.read() as s:
-            existing = _placed(s, customer_id, key, body)
+        existing = _placed(conn, customer_id, key, body)
         if existing is None:
             raise
         return existing, False
     finally:
         if not created:
-            _release(db, customer_id, key, until)
+            _release(db, conn, customer_id, key, until)
 
 
-def _place(s: Session, customer_id: int, key: str, body: OrderCreate) -> tuple[OrderPublic, bool]:
-    if (existing := _placed(s, customer_id, key, body)) is not None:
-        return existing, False
-    cart = s.scalar(select(Cart).where(Cart.customer_id == customer_id))
-    items = sorted(cart.items if cart else [], key=lambda i: i.product_id)
-    if cart is None or not items:
+def _place(conn: Connection, customer_id: int, key: str, body: OrderCreate) -> OrderPublic:
+    items = conn.execute(_CART_TO_ORDER, {"customer_id": customer_id}).all()
+    if not items:
         raise _empty()
     for item in items:
-        if not item.product.active:
-            raise ConflictError(
-                f"{item.product.name!r} is no longer sold; remove it from your cart.",
-                code="product_unavailable")
+        if not item.active:
+            raise ConflictError(f"{item.name!r} is no longer sold; remove it from your cart.",
+                                code="product_unavailable")
     now = utcnow()
-    figures = totals([(i.product.price_cents, i.quantity) for i in items])
+    figures = totals([(i.price_cents, i.quantity) for i in items])
     ship = body.shipping
-    order = Order(
-        customer_id=customer_id, idempotency_key=key, status="placed",
-        item_count=figures.item_count, subtotal_cents=figures.subtotal_cents,
-        shipping_cents=figures.shipping_cents, total_cents=figures.total_cents,
-        ship_name=ship.name, ship_address=ship.address, ship_city=ship.city,
-        ship_postcode=ship.postcode, ship_country=ship.country, placed_at=now, created_at=now,
-        updated_at=now,
-    )
-    s.add(order)
-    s.flush()  # the idempotency key's unique constraint is checked here
+    # The idempotency key's unique constraint is checked here (IntegrityError on a replay).
+    inserted = conn.execute(_INSERT_ORDER, {
+        "customer_id": customer_id, "idempotency_key": key, "status": "placed",
+        "item_count": figures.item_count, "subtotal_cents": figures.subtotal_cents,
+        "shipping_cents": figures.shipping_cents, "total_cents": figures.total_cents,
+        "ship_name": ship.name, "ship_address": ship.address, "ship_city": ship.city,
+        "ship_postcode": ship.postcode, "ship_country": ship.country, "placed_at": now,
+        "created_at": now, "updated_at": now,
+    }).inserted_primary_key
+    assert inserted is not None  # a single-row INSERT always reports its key
+    order_id = int(inserted[0])
+    # Stock in product-id order (the cart query's order), so concurrent checkouts lock
+    # inventory rows in the same order and cannot deadlock on each other.
     for item in items:
-        taken = _rowcount(s.execute(
-            update(Inventory)
-            .where(Inventory.product_id == item.product_id, Inventory.quantity >= item.quantity)
-            .values(quantity=Inventory.quantity - item.quantity, updated_at=now)
-            .execution_options(synchronize_session=False)
-        ))
+        taken = _rowcount(conn.execute(_TAKE_STOCK, {
+            "pid": item.product_id, "qty": item.quantity, "now": now}))
         if taken != 1:
-            left = s.scalar(select(Inventory.quantity)
-                            .where(Inventory.product_id == item.product_id)) or 0
+            left = conn.execute(_STOCK_LEFT, {"product_id": item.product_id}).scalar() or 0
             raise OutOfStockError(
-                f"Only {left} of {item.product.name!r} left and your cart has {item.quantity}; "
+                f"Only {left} of {item.name!r} left and your cart has {item.quantity}; "
                 "change the quantity and check out again." if left
-                else f"{item.product.name!r} has just sold out; remove it from your cart.",
+                else f"{item.name!r} has just sold out; remove it from your cart.",
                 fields=[{"field": f"cart.{item.product_id}", "message": f"{left} left"}])
-        s.add(OrderLine(order_id=order.id, product_id=item.product_id,
-                        product_name=item.product.name, quantity=item.quantity,
-                        unit_price_cents=item.product.price_cents,
-                        line_total_cents=line_total(item.product.price_cents, item.quantity),
-                        created_at=now, updated_at=now))
-    cart.items.clear()
-    cart.checkout_key = cart.checkout_fingerprint = None
-    cart.checkout_expires_at = None
-    s.flush()
-    s.refresh(order)
-    return OrderPublic.model_validate(order), True
+    lines = [OrderLinePublic(product_id=i.product_id, product_name=i.name, quantity=i.quantity,
+                             unit_price_cents=i.price_cents,
+                             line_total_cents=line_total(i.price_cents, i.quantity))
+             for i in items]
+    conn.execute(_INSERT_LINES, [
+        {"order_id": order_id, **line.model_dump(), "created_at": now, "updated_at": now}
+        for line in lines])
+    cart_id = items[0].cart_id
+    conn.execute(_EMPTY_CART, {"cart_id": cart_id})
+    # The tombstones the extract reads (schema.DeletedRow), one multi-row insert.
+    conn.execute(_INSERT_TOMBSTONES, [
+        {"table_name": CartItem.__tablename__, "row_key": str(i.id), "deleted_at": now}
+        for i in items])
+    conn.execute(_CLEAR_HOLD, {"cart_id": cart_id, "now": now})
+    return OrderPublic(id=order_id, status="placed", item_count=figures.item_count,
+                       subtotal_cents=figures.subtotal_cents,
+                       shipping_cents=figures.shipping_cents, total_cents=figures.total_cents,
+                       ship_name=ship.name, ship_address=ship.address, ship_city=ship.city,
+                       ship_postcode=ship.postcode, ship_country=ship.country, placed_at=now,
+                       lines=lines)
 
 
 def list_orders(db: Database, customer_id: int, page: int, page_size: int) -> Page[OrderPublic]:
-    with db.read() as s:
+    """The history page: on a replica, once it has the customer's own latest orders."""
+    def _read(s: Session) -> tuple[int, list[OrderPublic]]:
         total = s.scalar(select(func.count(Order.id)).where(Order.customer_id == customer_id)) or 0
         orders = s.scalars(
             select(Order).where(Order.customer_id == customer_id)
             .order_by(Order.placed_at.desc(), Order.id.desc())
             .limit(page_size).offset((page - 1) * page_size)
         )
-        items = [OrderPublic.model_validate(o) for o in orders]
+        return total, [OrderPublic.model_validate(o) for o in orders]
+
+    total, items = db.reading(_read, stale_ok=True, read_your_writes=True)
     return Page[OrderPublic](items=items, total=total, page=page, page_size=page_size,
                              pages=max(1, math.ceil(total / page_size)))
 
 
 def read_order(db: Database, customer_id: int, order_id: int) -> OrderPublic:
-    with db.read() as s:
+    def _read(s: Session) -> OrderPublic:
         order = s.scalar(select(Order).where(Order.id == order_id,
                                              Order.customer_id == customer_id))
         if order is None:
             raise NotFoundError(f"No order {order_id} in your account.")
         return OrderPublic.model_validate(order)
+
+    return db.reading(_read, stale_ok=True, read_your_writes=True)
