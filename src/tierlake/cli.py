@@ -235,6 +235,14 @@ def seed(
             events_dir=settings.resolved_events_dir if clickstream else None, seed=random_seed,
             admin_email=settings.admin_email,
             admin_password=settings.admin_password.get_secret_value(), progress=True)
+    if settings.cache_url:  # app instances sharing Redis must not serve pages from before
+        from tierlake.app.cache import cache_for
+
+        cache = cache_for(settings)
+        try:
+            cache.invalidate_all()
+        finally:
+            cache.close()
     out.print(
         f"Seeded {info.categories} categories, {info.products:,} products, "
         f"{info.customers:,} customers, {info.orders:,} orders ({info.order_lines:,} lines) "
