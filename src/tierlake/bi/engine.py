@@ -14,6 +14,7 @@ by one thread at a time.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import threading
@@ -110,16 +111,20 @@ class BiEngine:
     @classmethod
     def from_settings(cls, settings: Any) -> BiEngine:
         """The engine of ``settings`` (a :class:`tierlake.config.Settings`): its lake, its
-        ``bi`` section, and the pipeline's status file and interval for the freshness badge."""
+        ``bi`` section, and the pipeline's status file and refresh interval for the freshness
+        badge: the micro-batch interval when micro-batches are on (they refresh the curated
+        zone between full runs), else the full run's interval."""
         from tierlake.pipeline.status import status_path
 
         bi = settings.bi
         interval = float(settings.pipeline.interval_seconds)
+        micro = float(settings.pipeline.micro_batch_seconds)
+        refresh = micro if micro > 0 and interval > 0 else interval
         return cls(settings.resolved_lake_url, dashboards_dir=bi.dashboards_dir,
                    cache_entries=bi.cache_entries, sql_row_limit=bi.sql_row_limit,
                    sql_timeout_seconds=bi.sql_timeout_seconds,
                    status_path=status_path(settings),
-                   refresh_seconds=interval if interval > 0 else None)
+                   refresh_seconds=refresh if refresh > 0 else None)
 
     # -- dashboards --------------------------------------------------------------------------
 
@@ -423,16 +428,41 @@ class BiEngine:
     # -- freshness ---------------------------------------------------------------------------
 
     def freshness(self) -> Freshness:
-        """As of the newest curated commit (when the last pipeline run wrote its results)."""
+        """How fresh the curated zone is, from the pipeline's status file when it says so:
+        ``data_as_of`` (the store's state the curated zone holds: a micro-batch that found no
+        change moves it too, so an idle store does not look stale) and ``next_refresh_at``
+        (the scheduler's next micro-batch or run). Without them (no status file, or a lake
+        written by hand), as of the newest curated commit, the next refresh ``refresh_seconds``
+        after it."""
+        from tierlake.pipeline.status import freshness as status_freshness
+
         versions = self.tables.curated_versions()
         times = self.tables.commit_times()
-        as_of = max(times.values()) if times else None
-        age = max(0.0, time.time() - as_of) if as_of is not None else None
-        upcoming = None
-        if self.refresh_seconds is not None and age is not None:
+        now = datetime.now(UTC)
+        fresh = status_freshness(self._status())
+        as_of: float | None = None
+        upcoming: float | None = None
+        if fresh.data_as_of is not None:
+            as_of = fresh.data_as_of.timestamp()
+        elif times:
+            as_of = max(times.values())
+        age = max(0.0, now.timestamp() - as_of) if as_of is not None else None
+        if fresh.next_refresh_at is not None:
+            upcoming = fresh.next_refresh_seconds(now)
+        elif self.refresh_seconds is not None and age is not None:
             upcoming = max(0.0, self.refresh_seconds - age)
         return Freshness(as_of=as_of, age_seconds=age, next_refresh_seconds=upcoming,
                          tables=dict(versions))
+
+    def _status(self) -> dict[str, Any]:
+        """The pipeline's status document (empty when there is none or it cannot be read)."""
+        if self.status_path is None:
+            return {}
+        try:
+            status = json.loads(self.status_path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+        return status if isinstance(status, dict) else {}
 
     def close(self) -> None:
         """Close the engine's DuckDB databases (queries running now are stopped)."""
