@@ -241,3 +241,16 @@ def test_badge_follows_the_micro_batches_of_an_idle_store(bi_lake: BiLake) -> No
         assert 0 < fresh.next_refresh_seconds <= 30
     finally:
         engine.close()
+
+
+def test_sales_orders_rollup_holds_only_the_principals_orders(engine: BiEngine) -> None:
+    """The engine's per-order rollup is made from the principal's secured lines: a category
+    manager's orders are those with a line in their category, each line total theirs."""
+    mine = [slug for slug, _ in engine.categories(ADMIN)][1]
+    manager = Principal(email="rollup@bi.test", role="analyst",
+                        rules={"category_slug": frozenset({mine})})
+    truth = "SELECT COUNT(DISTINCT order_id), SUM(line_total_cents) FROM sales_lines"
+    rolled = "SELECT COUNT(*), SUM(line_total_cents) FROM sales_orders"
+    for principal in (ADMIN, manager):
+        assert engine.sql(rolled, principal).rows == engine.sql(truth, principal).rows
+    assert 0 < engine.sql(rolled, manager).rows[0][0] < engine.sql(rolled, ADMIN).rows[0][0]

@@ -35,7 +35,7 @@ import structlog
 from pydantic import ValidationError
 
 from tierlake.bi import row_security
-from tierlake.bi.catalog import TABLES
+from tierlake.bi.catalog import ROLLUPS, TABLES
 from tierlake.bi.figures import build_figure
 from tierlake.bi.lake_tables import LakeTables
 from tierlake.bi.model import (
@@ -244,6 +244,8 @@ class BiEngine:
         days = []
         for name in sorted({t for v in dashboard.visuals for t in v.tables}):
             column = TABLES[name].date_column
+            if name in ROLLUPS:  # the rollup's dates are its source's
+                name = ROLLUPS[name].source
             day = self.tables.newest(name, column) if column else None
             if day is not None:
                 days.append(day)
@@ -320,11 +322,22 @@ class BiEngine:
 
         def connect(wanted: Filters) -> duckdb.DuckDBPyConnection:
             if wanted not in opened:
-                views = {name: row_security.filter_conditions(
-                    TABLES[name], self.tables.schema(name, versions[name]), wanted, dashboard)
-                    for name in names}
-                opened[wanted] = row_security.open_connection(database, names, views,
-                                                              registered=per_role)
+                views: dict[str, list[str]] = {}
+                defined: dict[str, str] = {}
+                for name in names:
+                    if name in ROLLUPS:
+                        where, select = self._rollup_view(name, versions[name], wanted,
+                                                          dashboard)
+                        if select is not None:
+                            defined[name] = select
+                        else:
+                            views[name] = where
+                    else:
+                        views[name] = row_security.filter_conditions(
+                            TABLES[name], self.tables.schema(name, versions[name]), wanted,
+                            dashboard)
+                opened[wanted] = row_security.open_connection(
+                    database, names, views, registered=per_role, defined=defined)
             return opened[wanted]
 
         try:
@@ -332,6 +345,25 @@ class BiEngine:
         finally:
             for con in opened.values():
                 con.close()
+
+    def _rollup_view(self, name: str, version: int | None, filters: Filters,
+                     dashboard: Dashboard) -> tuple[list[str], str | None]:
+        """How rollup ``name``'s view applies the page's filters: ``(conditions, None)``
+        over the rollup when its source's conditions are only the date range (the rollup
+        has the same date column), else ``([], select)``: the rollup's SELECT over the
+        source's filtered secured copy (a category or a drill: exact, at the source's cost).
+        """
+        rollup = ROLLUPS[name]
+        source = TABLES[rollup.source]
+        schema = self.tables.schema(rollup.source, version)
+        wanted = row_security.filter_conditions(source, schema, filters, dashboard)
+        dated = row_security.filter_conditions(
+            source, schema, filters.model_copy(update={"categories": (), "drill": ()}),
+            dashboard)
+        if wanted == dated:
+            return dated, None
+        rows = f"(SELECT * FROM secured_{rollup.source} WHERE {' AND '.join(wanted)})"
+        return [], rollup.over(rows)
 
     def _compute(self, dashboard: Dashboard, visual: Visual, filters: Filters, connect: Any,
                  versions: Mapping[str, int | None], limit: int,
@@ -503,6 +535,17 @@ class BiEngine:
         for name in names:
             version = versions[name]
             if version is None:
+                continue
+            if name in ROLLUPS:  # made from its source's secured copy, in this database
+                rollup = ROLLUPS[name]
+                if row_security.masked_columns(self.tables.schema(rollup.source, version),
+                                               TABLES[rollup.source]):
+                    raise ValueError(f"rollup {name!r}: its source {rollup.source!r} has "
+                                     "identity columns; roll up a table without them")
+                store.ensure(rollup.source, version,
+                             partial(self._secure, rollup.source, version, principal))
+                store.ensure_rollup(name, version, rollup.over(f"secured_{rollup.source}"),
+                                    rollup.meta.date_column)
                 continue
             if row_security.masked_columns(self.tables.schema(name, version), TABLES[name]):
                 per_role[name] = self._secured_copy(name, version, principal)
