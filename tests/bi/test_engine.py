@@ -254,3 +254,7 @@ def test_sales_orders_rollup_holds_only_the_principals_orders(engine: BiEngine) 
     for principal in (ADMIN, manager):
         assert engine.sql(rolled, principal).rows == engine.sql(truth, principal).rows
     assert 0 < engine.sql(rolled, manager).rows[0][0] < engine.sql(rolled, ADMIN).rows[0][0]
+    listed = {t["name"]: t for t in engine.sql_tables()}["sales_orders"]
+    assert [c for c, _ in listed["columns"]] == ["order_id", "day", "customer_id", "first_order",
+                                                  "lines", "units", "line_total_cents"]
+    assert listed["version"] == engine.freshness().tables["sales_lines"]

@@ -447,7 +447,10 @@ class BiEngine:
         versions = self.tables.versions(set(TABLES))
         found = []
         for name, meta in TABLES.items():
-            loaded = self.tables.table(name, versions.get(name))
+            if name in ROLLUPS:
+                loaded = self._rollup_shape(name, versions.get(name))
+            else:
+                loaded = self.tables.table(name, versions.get(name))
             found.append({"name": name, "description": meta.description,
                           "date_column": meta.date_column,
                           "category_column": meta.category_column,
@@ -456,6 +459,19 @@ class BiEngine:
                           "columns": [] if loaded is None else
                           [(f.name, str(f.type)) for f in loaded.schema]})
         return found
+
+    def _rollup_shape(self, name: str, version: int | None) -> pa.Table | None:
+        """Rollup ``name``'s columns: its SELECT over none of its source's rows."""
+        rollup = ROLLUPS[name]
+        source = self.tables.table(rollup.source, version)
+        if source is None:
+            return None
+        con = duckdb.connect()
+        try:
+            con.register("empty_source", source.slice(0, 0))
+            return con.sql(rollup.over("empty_source")).to_arrow_table()
+        finally:
+            con.close()
 
     # -- freshness ---------------------------------------------------------------------------
 
