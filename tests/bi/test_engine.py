@@ -208,3 +208,53 @@ def test_from_settings_reads_the_settings_lake_and_interval(bi_lake: BiLake) -> 
         assert runs.rows and runs.rows[0][0] is True and runs.rows[0][1] > 0
     finally:
         engine.close()
+
+
+def test_badge_follows_the_micro_batches_of_an_idle_store(bi_lake: BiLake) -> None:
+    """An idle store is fresh: a micro-batch that finds no change moves ``data_as_of`` past
+    the newest curated commit, and the badge counts down to the scheduler's next batch."""
+    from datetime import UTC, datetime
+
+    from tierlake.pipeline.microbatch import ChangeProbe, run_micro_batch
+
+    settings = bi_lake.settings.model_copy(update={"pipeline": bi_lake.settings.pipeline
+                                                   .model_copy(update={"micro_batch_seconds":
+                                                                       3.0})})
+    engine = BiEngine.from_settings(settings)
+    assert engine.refresh_seconds == 3.0
+    try:
+        newest_commit = max(engine.tables.commit_times().values())
+        probe = ChangeProbe(settings.resolved_database_url, settings.extract.exclude)
+        try:
+            probe.last = probe.look()  # nothing changed since the pipeline's run
+            before = datetime.now(UTC).timestamp()
+            due = datetime.fromtimestamp(before + 30, UTC).isoformat()
+            info = run_micro_batch(settings, probe, next_refresh_at=due)
+        finally:
+            probe.close()
+        assert info.ok and info.skipped == "no change" and not info.jobs
+        fresh = engine.freshness()
+        assert fresh.as_of is not None and fresh.as_of >= before - 0.001
+        assert fresh.as_of > newest_commit
+        assert fresh.age_seconds is not None and 0 <= fresh.age_seconds < 30
+        assert fresh.next_refresh_seconds is not None
+        assert 0 < fresh.next_refresh_seconds <= 30
+    finally:
+        engine.close()
+
+
+def test_sales_orders_rollup_holds_only_the_principals_orders(engine: BiEngine) -> None:
+    """The engine's per-order rollup is made from the principal's secured lines: a category
+    manager's orders are those with a line in their category, each line total theirs."""
+    mine = [slug for slug, _ in engine.categories(ADMIN)][1]
+    manager = Principal(email="rollup@bi.test", role="analyst",
+                        rules={"category_slug": frozenset({mine})})
+    truth = "SELECT COUNT(DISTINCT order_id), SUM(line_total_cents) FROM sales_lines"
+    rolled = "SELECT COUNT(*), SUM(line_total_cents) FROM sales_orders"
+    for principal in (ADMIN, manager):
+        assert engine.sql(rolled, principal).rows == engine.sql(truth, principal).rows
+    assert 0 < engine.sql(rolled, manager).rows[0][0] < engine.sql(rolled, ADMIN).rows[0][0]
+    listed = {t["name"]: t for t in engine.sql_tables()}["sales_orders"]
+    assert [c for c, _ in listed["columns"]] == ["order_id", "day", "customer_id", "first_order",
+                                                  "lines", "units", "line_total_cents"]
+    assert listed["version"] == engine.freshness().tables["sales_lines"]

@@ -14,6 +14,7 @@ by one thread at a time.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import threading
@@ -34,7 +35,7 @@ import structlog
 from pydantic import ValidationError
 
 from tierlake.bi import row_security
-from tierlake.bi.catalog import TABLES
+from tierlake.bi.catalog import ROLLUPS, TABLES
 from tierlake.bi.figures import build_figure
 from tierlake.bi.lake_tables import LakeTables
 from tierlake.bi.model import (
@@ -110,16 +111,20 @@ class BiEngine:
     @classmethod
     def from_settings(cls, settings: Any) -> BiEngine:
         """The engine of ``settings`` (a :class:`tierlake.config.Settings`): its lake, its
-        ``bi`` section, and the pipeline's status file and interval for the freshness badge."""
+        ``bi`` section, and the pipeline's status file and refresh interval for the freshness
+        badge: the micro-batch interval when micro-batches are on (they refresh the curated
+        zone between full runs), else the full run's interval."""
         from tierlake.pipeline.status import status_path
 
         bi = settings.bi
         interval = float(settings.pipeline.interval_seconds)
+        micro = float(settings.pipeline.micro_batch_seconds)
+        refresh = micro if micro > 0 and interval > 0 else interval
         return cls(settings.resolved_lake_url, dashboards_dir=bi.dashboards_dir,
                    cache_entries=bi.cache_entries, sql_row_limit=bi.sql_row_limit,
                    sql_timeout_seconds=bi.sql_timeout_seconds,
                    status_path=status_path(settings),
-                   refresh_seconds=interval if interval > 0 else None)
+                   refresh_seconds=refresh if refresh > 0 else None)
 
     # -- dashboards --------------------------------------------------------------------------
 
@@ -239,6 +244,8 @@ class BiEngine:
         days = []
         for name in sorted({t for v in dashboard.visuals for t in v.tables}):
             column = TABLES[name].date_column
+            if name in ROLLUPS:  # the rollup's dates are its source's
+                name = ROLLUPS[name].source
             day = self.tables.newest(name, column) if column else None
             if day is not None:
                 days.append(day)
@@ -315,11 +322,22 @@ class BiEngine:
 
         def connect(wanted: Filters) -> duckdb.DuckDBPyConnection:
             if wanted not in opened:
-                views = {name: row_security.filter_conditions(
-                    TABLES[name], self.tables.schema(name, versions[name]), wanted, dashboard)
-                    for name in names}
-                opened[wanted] = row_security.open_connection(database, names, views,
-                                                              registered=per_role)
+                views: dict[str, list[str]] = {}
+                defined: dict[str, str] = {}
+                for name in names:
+                    if name in ROLLUPS:
+                        where, select = self._rollup_view(name, versions[name], wanted,
+                                                          dashboard)
+                        if select is not None:
+                            defined[name] = select
+                        else:
+                            views[name] = where
+                    else:
+                        views[name] = row_security.filter_conditions(
+                            TABLES[name], self.tables.schema(name, versions[name]), wanted,
+                            dashboard)
+                opened[wanted] = row_security.open_connection(
+                    database, names, views, registered=per_role, defined=defined)
             return opened[wanted]
 
         try:
@@ -327,6 +345,25 @@ class BiEngine:
         finally:
             for con in opened.values():
                 con.close()
+
+    def _rollup_view(self, name: str, version: int | None, filters: Filters,
+                     dashboard: Dashboard) -> tuple[list[str], str | None]:
+        """How rollup ``name``'s view applies the page's filters: ``(conditions, None)``
+        over the rollup when its source's conditions are only the date range (the rollup
+        has the same date column), else ``([], select)``: the rollup's SELECT over the
+        source's filtered secured copy (a category or a drill: exact, at the source's cost).
+        """
+        rollup = ROLLUPS[name]
+        source = TABLES[rollup.source]
+        schema = self.tables.schema(rollup.source, version)
+        wanted = row_security.filter_conditions(source, schema, filters, dashboard)
+        dated = row_security.filter_conditions(
+            source, schema, filters.model_copy(update={"categories": (), "drill": ()}),
+            dashboard)
+        if wanted == dated:
+            return dated, None
+        rows = f"(SELECT * FROM secured_{rollup.source} WHERE {' AND '.join(wanted)})"
+        return [], rollup.over(rows)
 
     def _compute(self, dashboard: Dashboard, visual: Visual, filters: Filters, connect: Any,
                  versions: Mapping[str, int | None], limit: int,
@@ -410,7 +447,10 @@ class BiEngine:
         versions = self.tables.versions(set(TABLES))
         found = []
         for name, meta in TABLES.items():
-            loaded = self.tables.table(name, versions.get(name))
+            if name in ROLLUPS:
+                loaded = self._rollup_shape(name, versions.get(name))
+            else:
+                loaded = self.tables.table(name, versions.get(name))
             found.append({"name": name, "description": meta.description,
                           "date_column": meta.date_column,
                           "category_column": meta.category_column,
@@ -420,19 +460,57 @@ class BiEngine:
                           [(f.name, str(f.type)) for f in loaded.schema]})
         return found
 
+    def _rollup_shape(self, name: str, version: int | None) -> pa.Table | None:
+        """Rollup ``name``'s columns: its SELECT over none of its source's rows."""
+        rollup = ROLLUPS[name]
+        source = self.tables.table(rollup.source, version)
+        if source is None:
+            return None
+        con = duckdb.connect()
+        try:
+            con.register("empty_source", source.slice(0, 0))
+            return con.sql(rollup.over("empty_source")).to_arrow_table()
+        finally:
+            con.close()
+
     # -- freshness ---------------------------------------------------------------------------
 
     def freshness(self) -> Freshness:
-        """As of the newest curated commit (when the last pipeline run wrote its results)."""
+        """How fresh the curated zone is, from the pipeline's status file when it says so:
+        ``data_as_of`` (the store's state the curated zone holds: a micro-batch that found no
+        change moves it too, so an idle store does not look stale) and ``next_refresh_at``
+        (the scheduler's next micro-batch or run). Without them (no status file, or a lake
+        written by hand), as of the newest curated commit, the next refresh ``refresh_seconds``
+        after it."""
+        from tierlake.pipeline.status import freshness as status_freshness
+
         versions = self.tables.curated_versions()
         times = self.tables.commit_times()
-        as_of = max(times.values()) if times else None
-        age = max(0.0, time.time() - as_of) if as_of is not None else None
-        upcoming = None
-        if self.refresh_seconds is not None and age is not None:
+        now = datetime.now(UTC)
+        fresh = status_freshness(self._status())
+        as_of: float | None = None
+        upcoming: float | None = None
+        if fresh.data_as_of is not None:
+            as_of = fresh.data_as_of.timestamp()
+        elif times:
+            as_of = max(times.values())
+        age = max(0.0, now.timestamp() - as_of) if as_of is not None else None
+        if fresh.next_refresh_at is not None:
+            upcoming = fresh.next_refresh_seconds(now)
+        elif self.refresh_seconds is not None and age is not None:
             upcoming = max(0.0, self.refresh_seconds - age)
         return Freshness(as_of=as_of, age_seconds=age, next_refresh_seconds=upcoming,
                          tables=dict(versions))
+
+    def _status(self) -> dict[str, Any]:
+        """The pipeline's status document (empty when there is none or it cannot be read)."""
+        if self.status_path is None:
+            return {}
+        try:
+            status = json.loads(self.status_path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+        return status if isinstance(status, dict) else {}
 
     def close(self) -> None:
         """Close the engine's DuckDB databases (queries running now are stopped)."""
@@ -473,6 +551,17 @@ class BiEngine:
         for name in names:
             version = versions[name]
             if version is None:
+                continue
+            if name in ROLLUPS:  # made from its source's secured copy, in this database
+                rollup = ROLLUPS[name]
+                if row_security.masked_columns(self.tables.schema(rollup.source, version),
+                                               TABLES[rollup.source]):
+                    raise ValueError(f"rollup {name!r}: its source {rollup.source!r} has "
+                                     "identity columns; roll up a table without them")
+                store.ensure(rollup.source, version,
+                             partial(self._secure, rollup.source, version, principal))
+                store.ensure_rollup(name, version, rollup.over(f"secured_{rollup.source}"),
+                                    rollup.meta.date_column)
                 continue
             if row_security.masked_columns(self.tables.schema(name, version), TABLES[name]):
                 per_role[name] = self._secured_copy(name, version, principal)

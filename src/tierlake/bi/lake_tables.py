@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import structlog
 
-from tierlake.bi.catalog import CURATED, PIPELINE, TABLES
+from tierlake.bi.catalog import CURATED, PIPELINE, ROLLUPS, TABLES
 from tierlake.bi.pipeline_tables import build_pipeline_tables
 from tierlake.lake.store import Lake
 
@@ -126,6 +126,7 @@ class LakeTables:
     def versions(self, names: set[str]) -> dict[str, int | None]:
         curated = self.curated_versions()
         found: dict[str, int | None] = {n: curated.get(n) for n in names if n in CURATED}
+        found.update({n: curated.get(ROLLUPS[n].source) for n in names if n in ROLLUPS})
         if names & set(PIPELINE):
             version, _ = self.pipeline_tables()
             found.update({n: version for n in names if n in PIPELINE})

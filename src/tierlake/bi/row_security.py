@@ -167,24 +167,47 @@ class SecuredDatabase:
                 con.close()
             self.versions[name] = version
 
+    def ensure_rollup(self, name: str, version: int, select: str,
+                      order_by: str | None = None) -> None:
+        """Hold rollup ``name`` at ``version`` (its source's), made by ``select`` over the
+        source's secured copy (which must be held at that version already), ordered by
+        ``order_by`` (its date column: a date range then reads only its row groups)."""
+        with self.lock:
+            if self.versions.get(name) == version:
+                return
+            con = self.database.cursor()
+            try:
+                con.execute(f"CREATE OR REPLACE TABLE {_ident('secured_' + name)} AS "
+                            f"SELECT * FROM ({select})"
+                            + (f" ORDER BY {_ident(order_by)}" if order_by else ""))
+            finally:
+                con.close()
+            self.versions[name] = version
+
     def close(self) -> None:
         self.database.close()
 
 
 def open_connection(database: duckdb.DuckDBPyConnection, names: Iterable[str],
                     views: Mapping[str, list[str]] | None = None, *,
-                    registered: Mapping[str, pa.Table] | None = None
+                    registered: Mapping[str, pa.Table] | None = None,
+                    defined: Mapping[str, str] | None = None
                     ) -> duckdb.DuckDBPyConnection:
     """A cursor of ``database`` (a :class:`SecuredDatabase`'s) where each of ``names`` is a
     temporary view over its secured copy, narrowed by ``views[name]`` (the page's filters;
     none for the SQL page). ``registered`` are copies this cursor alone holds (the role's
     copies of tables with identity), registered as ``secured_<name>``. Temporary views and
-    registrations are the cursor's own: no other query sees them."""
+    registrations are the cursor's own: no other query sees them. ``defined[name]``, when
+    given, is the whole SELECT of ``name``'s view instead (a rollup made from its source's
+    filtered rows)."""
     con = database.cursor()
     try:
         for name, table in (registered or {}).items():
             con.register(f"secured_{name}", table)
         for name in names:
+            if defined and name in defined:
+                con.execute(f"CREATE TEMP VIEW {_ident(name)} AS {defined[name]}")
+                continue
             where = (views or {}).get(name) or []
             clause = f" WHERE {' AND '.join(where)}" if where else ""
             con.execute(f"CREATE TEMP VIEW {_ident(name)} AS SELECT * FROM "
