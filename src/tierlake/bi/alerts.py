@@ -224,6 +224,35 @@ class ReportStatus:
     error: str | None = None
 
 
+def read_state(path: Path) -> tuple[dict[str, AlertStatus], dict[str, ReportStatus]]:
+    """What the alerts and reports last did; an absent or unreadable file: nothing yet."""
+    try:
+        data = json.loads(path.read_text())
+        return ({k: AlertStatus(**v) for k, v in data.get("alerts", {}).items()},
+                {k: ReportStatus(**v) for k, v in data.get("reports", {}).items()})
+    except FileNotFoundError:
+        return {}, {}
+    except (OSError, ValueError, TypeError, AttributeError) as exc:
+        log.warning("bi.alerts_state_unreadable", path=str(path), error=str(exc))
+        return {}, {}
+
+
+@dataclass(frozen=True)
+class AlertsOverview:
+    """The declared alerts and reports with their last state (the Alerts page, `alerts list`)."""
+
+    path: Path
+    declared: AlertsFile
+    alerts: dict[str, AlertStatus]
+    reports: dict[str, ReportStatus]
+
+
+def describe(settings: Settings) -> AlertsOverview:
+    alerts, reports_ = read_state(state_path(settings))
+    path = alerts_path(settings)
+    return AlertsOverview(path, load_alerts(path), alerts, reports_)
+
+
 @dataclass
 class AlertEvaluation:
     """One alert at one check."""
@@ -307,15 +336,7 @@ class AlertScheduler:
 
     # -- state --------------------------------------------------------------------------
     def read_state(self) -> tuple[dict[str, AlertStatus], dict[str, ReportStatus]]:
-        try:
-            data = json.loads(self.state_file.read_text())
-        except FileNotFoundError:
-            return {}, {}
-        except (OSError, ValueError) as exc:
-            log.warning("bi.alerts_state_unreadable", path=str(self.state_file), error=str(exc))
-            return {}, {}
-        return ({k: AlertStatus(**v) for k, v in data.get("alerts", {}).items()},
-                {k: ReportStatus(**v) for k, v in data.get("reports", {}).items()})
+        return read_state(self.state_file)
 
     def _write_state(self, alerts: dict[str, AlertStatus],
                      reports_: dict[str, ReportStatus]) -> None:
@@ -490,11 +511,6 @@ class AlertScheduler:
             self._write_state({k: v for k, v in alerts.items() if k in names[0]},
                               {k: v for k, v in reports_.items() if k in names[1]})
             return info
-
-    def describe(self) -> tuple[AlertsFile, dict[str, AlertStatus], dict[str, ReportStatus]]:
-        """The declared alerts and reports with their last state (the Alerts page)."""
-        alerts, reports_ = self.read_state()
-        return load_alerts(self.path), alerts, reports_
 
     async def run(self, stop: asyncio.Event) -> None:
         """Check every ``bi.alert_check_seconds`` until ``stop`` is set. A bad file or a

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import mailbox
 import smtplib
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email import policy
@@ -160,6 +161,10 @@ class MailCatcher:
         controller = Controller(_MaildirHandler(self.maildir), hostname=self.host,
                                 port=self.port, ready_timeout=10.0)
         try:
+            # aiosmtpd would wait out its ready_timeout on a taken port; ask the OS first.
+            with socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind((self.host, self.port))
             controller.start()
         except (OSError, RuntimeError) as exc:
             raise MailError(

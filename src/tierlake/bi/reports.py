@@ -142,9 +142,9 @@ def render_html(engine: Engine, dashboard: Dashboard, filters: Filters, principa
     nothing else (figures, KPI tiles, tables, the filters and "data as of")."""
     results = engine.run_dashboard(dashboard, filters, principal)
     freshness = engine.freshness()
-    by_id = {r.visual: r for r in results}
-    shown = [v for v in dashboard.visuals if not v.hidden and v.id in by_id]
-    items = [_item(v, by_id[v.id]) for v in shown]
+    # The engine returns what the page shows, in its order (a drilled visual replaced by
+    # its next level, which is declared hidden).
+    items = [_item(dashboard.visual(r.visual), r) for r in results]
     now = generated_at or datetime.now(UTC)
     html = _env().get_template("report.html").render(
         dashboard=dashboard, filters=filters, principal=principal,

@@ -1,0 +1,49 @@
+"""A small seeded store, its lake (the real pipeline), and the BI settings the report, alert
+and mail tests share. The store is only read here to learn what the lake must never show an
+analyst (customers' e-mails); the BI code under test reads the lake alone."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import select
+
+from tierlake.config import Settings
+from tierlake.data import migrate
+from tierlake.data.db import Database
+from tierlake.data.schema import Customer
+from tierlake.pipeline.run import run_pipeline
+from tierlake.seed import seed_store
+
+NOW = datetime(2026, 11, 30, 18, 0, tzinfo=UTC)  # the seeded history ends here (pinned)
+
+
+@dataclass(frozen=True)
+class ReportsLake:
+    settings: Settings
+    emails: frozenset[str]  # every customer's e-mail in the store
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def build_lake(root: Path, **bi: object) -> ReportsLake:
+    store = Database(f"sqlite:///{root / 'store.db'}")
+    migrate.upgrade(store.engine)
+    seed_store(store, products=40, customers=120, orders=1500, months=3, seed=7,
+               events_dir=root / "events", admin_email="admin@tierlake.test",
+               admin_password="admin-password", progress=False, now=NOW)
+    with store.engine.connect() as conn:
+        emails = frozenset(e for (e,) in conn.execute(select(Customer.email)) if e)
+    store.dispose()
+    settings = Settings(data_dir=root / "var", database_url=store.url,
+                        events={"dir": root / "events"}, admin_email="admin@tierlake.test",
+                        bi={"smtp_port": free_port(), **bi})
+    run_pipeline(settings, progress=False)
+    return ReportsLake(settings, emails)
