@@ -39,6 +39,9 @@ app.add_typer(pipeline_app, name="pipeline")
 from tierlake.cli_fleet import fleet_app  # noqa: E402 - its commands join the app here
 
 app.add_typer(fleet_app, name="fleet")
+from tierlake.cli_bi import bi_app  # noqa: E402 - its commands join the app here
+
+app.add_typer(bi_app, name="bi")
 
 EngineOpt = Annotated[
     Literal["duckdb", "spark"] | None,

@@ -27,6 +27,12 @@ def _build_web(settings: Settings) -> Any:
     return create_app(settings)
 
 
+def _build_bi(settings: Settings) -> Any:
+    from tierlake.bi.app import create_app
+
+    return create_app(settings)
+
+
 @dataclass(frozen=True)
 class Tier:
     name: str
@@ -53,5 +59,7 @@ TIERS: dict[str, Tier] = {
         Tier("app", _build_app, "app_port", summary="the JSON API, the only tier on the database"),
         Tier("web", _build_web, "web_port", calls=("app", "TIERLAKE_APP_URL"),
              summary="the store front (HTML pages over the app tier)"),
+        Tier("bi", _build_bi, "bi_port",
+             summary="dashboards over the lake's curated zone (QuickSight's role), at /bi"),
     )
 }
