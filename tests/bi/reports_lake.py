@@ -19,12 +19,38 @@ from tierlake.pipeline.run import run_pipeline
 from tierlake.seed import seed_store
 
 NOW = datetime(2026, 11, 30, 18, 0, tzinfo=UTC)  # the seeded history ends here (pinned)
+# A dashboard that names customers, so the tests can see masking at work (and see that the
+# leak check finds e-mails where an admin may see them).
+BUYERS = """
+id = "buyers"
+title = "Top buyers"
+order = 900
+filters = []
+[[visuals]]
+id = "top_buyers"
+title = "Top buyers"
+kind = "table"
+query = \"\"\"SELECT customer_email, customer_name, ship_city, revenue_cents / 100.0 AS revenue
+FROM customer_directory ORDER BY revenue_cents DESC, customer_id LIMIT 15\"\"\"
+formats = { revenue = "money" }
+tables = ["customer_directory"]
+[[visuals]]
+id = "buyers_chart"
+title = "Revenue of the top buyers"
+kind = "bar"
+query = \"\"\"SELECT customer_email, revenue_cents / 100.0 AS revenue
+FROM customer_directory ORDER BY revenue_cents DESC, customer_id LIMIT 5\"\"\"
+x = "customer_email"
+y = ["revenue"]
+format = "money"
+tables = ["customer_directory"]
+"""
 
 
 @dataclass(frozen=True)
 class ReportsLake:
     settings: Settings
-    emails: frozenset[str]  # every customer's e-mail in the store
+    emails: frozenset[str]  # every shopper's e-mail in the store (staff accounts left out)
 
 
 def free_port() -> int:
@@ -40,10 +66,14 @@ def build_lake(root: Path, **bi: object) -> ReportsLake:
                events_dir=root / "events", admin_email="admin@tierlake.test",
                admin_password="admin-password", progress=False, now=NOW)
     with store.engine.connect() as conn:
-        emails = frozenset(e for (e,) in conn.execute(select(Customer.email)) if e)
+        emails = frozenset(e for (e,) in conn.execute(
+            select(Customer.email).where(Customer.is_admin.is_(False))) if e)
     store.dispose()
+    (root / "dashboards").mkdir()
+    (root / "dashboards" / "buyers.toml").write_text(BUYERS)
     settings = Settings(data_dir=root / "var", database_url=store.url,
                         events={"dir": root / "events"}, admin_email="admin@tierlake.test",
-                        bi={"smtp_port": free_port(), **bi})
+                        bi={"smtp_port": free_port(), "dashboards_dir": root / "dashboards",
+                            **bi})
     run_pipeline(settings, progress=False)
     return ReportsLake(settings, emails)

@@ -19,11 +19,12 @@ import structlog
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
-from fastapi.templating import Jinja2Templates
 
 from tierlake.bi import alerts, mail, reports
+from tierlake.bi.api import ApiError, dashboard_or_404, engine_of, filter_params, parse
 from tierlake.bi.auth import admin_principal, current_principal
-from tierlake.bi.model import Dashboard, Engine, FilterError, Principal, UnknownDashboard
+from tierlake.bi.model import Principal
+from tierlake.bi.pages import message_page, render
 
 log = structlog.get_logger(__name__)
 
@@ -34,20 +35,13 @@ _KEY = re.compile(r"^[A-Za-z0-9._,:=-]+$")
 
 
 def _render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
-    templates: Jinja2Templates = request.app.state.templates
-    principal = getattr(request.state, "principal", None)
-    return templates.TemplateResponse(
-        request, name, {"principal": principal, "when": _when, **context}, status_code=status)
+    return render(request, name, {"when": _when, **context}, status)
 
 
 def _when(epoch: float | None) -> str:
     if epoch is None:
         return "-"
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _message(request: Request, status: int, title: str, message: str) -> Response:
-    return _render(request, "message.html", {"title": title, "message": message}, status)
 
 
 def _attachment(content: bytes, media_type: str, filename: str) -> Response:
@@ -62,17 +56,17 @@ def _attachment(content: bytes, media_type: str, filename: str) -> Response:
 
 async def _report(request: Request, dashboard_id: str, principal: Principal,
                   fmt: str) -> Response:
-    engine: Engine = request.app.state.engine
+    """The page's own parsing of the URL (a repeated ``category``, ``drill.*``), so a report
+    shows exactly the view its link was on."""
+    engine = engine_of(request)
     try:
-        dashboard: Dashboard = await run_in_threadpool(engine.dashboard, dashboard_id)
-    except UnknownDashboard:
-        return _message(request, 404, "No such dashboard",
-                        f"There is no dashboard {dashboard_id!r}; pick one from the list.")
+        dashboard = dashboard_or_404(engine, dashboard_id)
+    except ApiError as exc:
+        return message_page(request, 404, "No such dashboard", exc.message)
     try:
-        filters = await run_in_threadpool(engine.parse_filters, dashboard,
-                                          dict(request.query_params))
-    except FilterError as exc:
-        return _message(request, 400, "Check the filters", str(exc))
+        filters = await run_in_threadpool(parse, engine, dashboard, filter_params(request))
+    except ApiError as exc:
+        return message_page(request, exc.status, "Check the filters", exc.message)
     html = await run_in_threadpool(reports.render_html, engine, dashboard, filters, principal)
     stem = f"{dashboard.id}-{filters.start.isoformat()}-to-{filters.end.isoformat()}"
     log.info("bi.report_exported", dashboard=dashboard.id, format=fmt, user=principal.email)
@@ -81,7 +75,7 @@ async def _report(request: Request, dashboard_id: str, principal: Principal,
     try:
         pdf = await run_in_threadpool(reports.render_pdf, html)
     except reports.ReportError as exc:
-        return _message(request, 503, "The PDF could not be made", str(exc))
+        return message_page(request, 503, "The PDF could not be made", str(exc))
     return _attachment(pdf, "application/pdf", f"{stem}.pdf")
 
 
@@ -117,7 +111,7 @@ def _read(request: Request, key: str) -> mail.MailView | None:
 async def mail_message(request: Request, key: str, principal: Admin) -> Response:
     view = await run_in_threadpool(_read, request, key)
     if view is None:
-        return _message(request, 404, "No such message",
+        return message_page(request, 404, "No such message",
                         "The catcher holds no such message; pick one from the Mail page.")
     return _render(request, "mail_message.html", {"m": view})
 
@@ -127,7 +121,7 @@ async def mail_attachment(request: Request, key: str, index: int, principal: Adm
                           ) -> Response:
     view = await run_in_threadpool(_read, request, key)
     if view is None or not 0 <= index < len(view.attachments):
-        return _message(request, 404, "No such attachment",
+        return message_page(request, 404, "No such attachment",
                         "That message has no such attachment; open the message again.")
     a = view.attachments[index]
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", a.filename) or "attachment"

@@ -82,9 +82,16 @@ def _json_for_script(value: Any) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def format_value(value: Any, fmt: Format) -> str:
-    """A value as a tile or a table cell shows it (money in currency units, percentages as
-    fractions of 1 shown with %)."""
+def _number(value: float) -> str:
+    """Like the page's ``Intl.NumberFormat("en-US", {maximumFractionDigits: 2})``."""
+    if isinstance(value, int) or float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:,.2f}".rstrip("0").rstrip(".")
+
+
+def format_value(value: Any, fmt: Format | None) -> str:
+    """A value as the dashboard page shows it (``dashboard.js``'s ``format``): money with two
+    decimals, percentages from fractions of 1, durations with their unit."""
     if value is None:
         return "–"
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -92,29 +99,35 @@ def format_value(value: Any, fmt: Format) -> str:
     if fmt == "money":
         return f"{value:,.2f}"
     if fmt == "percent":
-        return f"{value * 100:.1f} %"
+        return f"{_number(value * 100)} %"
     if fmt == "seconds":
-        return f"{value:,.1f} s"
+        return f"{_number(value)} s"
     if fmt == "milliseconds":
-        return f"{value:,.0f} ms"
-    if isinstance(value, float) and not value.is_integer():
-        return f"{value:,.2f}"
-    return f"{int(value):,}"
+        return f"{_number(value)} ms"
+    return _number(value)
+
+
+def _cell(value: Any, fmt: Format | None) -> str:
+    """A table cell: formatted when its column declares a format, else as it is."""
+    if fmt is not None:
+        return format_value(value, fmt)
+    return "" if value is None else str(value)
 
 
 def _change(change: float | None) -> tuple[str, str] | None:
     if change is None:
         return None
-    arrow = "▲" if change > 0 else "▼" if change < 0 else "▶"
+    arrow = "▲" if change > 0 else "▼" if change < 0 else "▬"
     tone = "up" if change > 0 else "down" if change < 0 else "flat"
-    return f"{arrow} {change * 100:+.1f} % vs previous period", tone
+    sign = "+" if change > 0 else ""
+    return f"{arrow} {sign}{_number(change * 100)} % vs previous period", tone
 
 
 def _item(visual: Visual, result: VisualResult) -> dict[str, Any]:
     formats = dict(visual.formats)
     rows = result.rows[:TABLE_ROWS_SHOWN]
-    table = [[format_value(v, formats.get(c, "text" if isinstance(v, str) else visual.format))
-              for c, v in zip(result.columns, row, strict=False)] for row in rows]
+    table = [[_cell(v, formats.get(c)) for c, v in zip(result.columns, row, strict=False)]
+             for row in rows]
     figure = result.figure if visual.kind not in ("kpi", "table") else None
     return {
         "id": visual.id, "title": visual.title, "kind": visual.kind,
