@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from tierlake.analytics.jobs import (
     cohort_retention,
+    customer_directory,
     customer_segments,
     daily_sales,
     funnel,
     lb_minutely,
     product_performance,
+    sales_lines,
     top_pages,
     top_products,
     traffic_hourly,
@@ -33,6 +35,8 @@ JOBS: list[Job] = [
     top_products.JOB,
     funnel.JOB,
     lb_minutely.JOB,
+    sales_lines.JOB,
+    customer_directory.JOB,
 ]
 
 __all__ = ["JOBS", "Job", "Tables", "get_job"]

@@ -1,0 +1,696 @@
+"""The BI engine (QuickSight's role): dashboards, filters, drills and the SQL page over the
+lake's curated zone, every query in a connection that holds only what the principal may see.
+
+How it is secured: :mod:`tierlake.bi.row_security`. What it reads: :mod:`tierlake.bi.catalog`.
+Results are cached by the Delta versions of the tables a visual reads (QuickSight's SPICE
+keeps a dataset until its next refresh; here "refresh" is a new Delta version), so redrawing
+an unchanged lake runs no query. The lake's versions are looked up at most once a second,
+from the newest commit file in each table's ``_delta_log/``.
+
+Thread-safe: the web app calls it from a thread pool. Each call opens its own DuckDB
+connection(s); the shared caches are guarded by one lock, and a table is read from the lake
+by one thread at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import threading
+import time
+import tomllib
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import structlog
+from pydantic import ValidationError
+
+from tierlake.bi import row_security
+from tierlake.bi.catalog import CURATED, PIPELINE, TABLES
+from tierlake.bi.figures import build_figure
+from tierlake.bi.model import (
+    Dashboard,
+    FilterError,
+    Filters,
+    Freshness,
+    Principal,
+    QueryResult,
+    UnknownDashboard,
+    Visual,
+    VisualResult,
+)
+from tierlake.bi.pipeline_tables import build_pipeline_tables
+from tierlake.bi.query_guard import QueryError, check_select, explain_error
+from tierlake.lake.store import Lake
+
+log = structlog.get_logger(__name__)
+
+BUILTIN_DASHBOARDS = Path(__file__).parent / "dashboards"
+VISUAL_ROW_LIMIT = 5_000  # rows a visual returns at most (a chart with more is unreadable)
+DETAIL_ROW_LIMIT = 1_000
+MAX_RANGE_DAYS = 3660
+VERSION_CHECK_SECONDS = 1.0
+PIPELINE_REFRESH_SECONDS = 5.0
+SECURED_ENTRIES = 64
+_LOG_NAME = re.compile(r"^(\d{20})\.json$")
+
+
+@dataclass
+class _Loaded:
+    version: int
+    table: pa.Table
+    newest_day: dict[str, date | None] = field(default_factory=dict)
+
+
+def load_dashboards(extra_dir: Path | None = None) -> dict[str, Dashboard]:
+    """The built-in dashboards, then those of ``extra_dir`` (same id: replaces)."""
+    found: dict[str, Dashboard] = {}
+    for folder in (BUILTIN_DASHBOARDS, extra_dir):
+        if folder is None:
+            continue
+        if not folder.is_dir():
+            raise FileNotFoundError(f"dashboards folder {folder} does not exist; create it or "
+                                    "unset TIERLAKE_BI__DASHBOARDS_DIR")
+        for path in sorted(folder.glob("*.toml")):
+            try:
+                dashboard = Dashboard.load(path)
+            except (ValidationError, tomllib.TOMLDecodeError) as exc:
+                raise ValueError(f"dashboard file {path}: {exc}") from exc
+            unknown = sorted({t for v in dashboard.visuals for t in v.tables} - set(TABLES))
+            if unknown:
+                raise ValueError(f"dashboard file {path}: unknown tables {', '.join(unknown)}; "
+                                 f"known: {', '.join(sorted(TABLES))}")
+            found[dashboard.id] = dashboard
+    return found
+
+
+class BiEngine:
+    """The :class:`~tierlake.bi.model.Engine` over the lake at ``lake_url``."""
+
+    def __init__(self, lake_url: str, *, dashboards_dir: Path | None = None,
+                 cache_entries: int = 512, sql_row_limit: int = 10_000,
+                 sql_timeout_seconds: float = 10.0, status_path: Path | None = None,
+                 refresh_seconds: float | None = None) -> None:
+        self.lake = Lake(lake_url)
+        self._dashboards = load_dashboards(dashboards_dir)
+        self.cache_entries = cache_entries
+        self.sql_row_limit = sql_row_limit
+        self.sql_timeout_seconds = sql_timeout_seconds
+        self.status_path = status_path
+        self.refresh_seconds = refresh_seconds
+        self._lock = threading.RLock()
+        self._db = row_security.open_database()
+        self._table_locks = {name: threading.Lock() for name in TABLES}
+        self._versions: dict[str, int] = {}
+        self._commit_times: dict[str, float] = {}
+        self._versions_at: float | None = None
+        self._loaded: dict[str, _Loaded] = {}
+        self._secured: OrderedDict[tuple[Any, ...], pa.Table] = OrderedDict()
+        self._results: OrderedDict[tuple[Any, ...], VisualResult] = OrderedDict()
+        self._pipeline: tuple[int, dict[str, pa.Table]] | None = None
+        self._pipeline_key: tuple[Any, ...] | None = None
+        self._pipeline_at = 0.0
+        self.stats = {"hits": 0, "misses": 0, "queries": 0}
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> BiEngine:
+        """The engine of ``settings`` (a :class:`tierlake.config.Settings`): its lake, its
+        ``bi`` section, and the pipeline's status file and interval for the freshness badge."""
+        from tierlake.pipeline.status import status_path
+
+        bi = settings.bi
+        interval = float(settings.pipeline.interval_seconds)
+        return cls(settings.resolved_lake_url, dashboards_dir=bi.dashboards_dir,
+                   cache_entries=bi.cache_entries, sql_row_limit=bi.sql_row_limit,
+                   sql_timeout_seconds=bi.sql_timeout_seconds,
+                   status_path=status_path(settings),
+                   refresh_seconds=interval if interval > 0 else None)
+
+    # -- dashboards --------------------------------------------------------------------------
+
+    def dashboards(self) -> list[Dashboard]:
+        return sorted(self._dashboards.values(), key=lambda d: (d.order, d.title))
+
+    def dashboard(self, dashboard_id: str) -> Dashboard:
+        try:
+            return self._dashboards[dashboard_id]
+        except KeyError:
+            raise UnknownDashboard(dashboard_id) from None
+
+    def shown_visuals(self, dashboard: Dashboard, filters: Filters) -> list[Visual]:
+        """The visuals the page shows: the non-hidden ones, each replaced by its drill
+        target (``drill.to``) while its drill parameter is set, level after level."""
+        drilled = {param for param, _ in filters.drill}
+        shown = []
+        for visual in dashboard.visuals:
+            if visual.hidden:
+                continue
+            seen = {visual.id}
+            while (visual.drill is not None and visual.drill.to and visual.drill.param in drilled
+                   and visual.drill.to not in seen):
+                visual = dashboard.visual(visual.drill.to)
+                seen.add(visual.id)
+            shown.append(visual)
+        return shown
+
+    # -- filters -----------------------------------------------------------------------------
+
+    def parse_filters(self, dashboard: Dashboard, params: Mapping[str, str],
+                      principal: Principal | None = None) -> Filters:
+        """The URL's parameters as :class:`Filters` (``start``, ``end``, ``category``: slugs
+        separated by commas, ``drill.<param>``); defaults: the last ``default_days`` days
+        ending at the newest day in the data. With ``principal``, a category they may not
+        see is refused with the same message as an unknown one."""
+        newest = self.newest_day(dashboard)
+        start = _parse_date(params.get("start"), "start")
+        end = _parse_date(params.get("end"), "end")
+        if end is None:
+            end = newest if start is None or start <= newest else start
+        if start is None:
+            start = end - timedelta(days=dashboard.default_days - 1)
+        if start > end:
+            raise FilterError(f"the start date {start} is after the end date {end}; swap them "
+                              "or pick a new range")
+        if (end - start).days + 1 > MAX_RANGE_DAYS:
+            raise FilterError(f"the range {start} to {end} spans {(end - start).days + 1} days; "
+                              f"pick at most {MAX_RANGE_DAYS} days (about ten years)")
+        known = dict(self._all_categories() if principal is None
+                     else self.categories(principal))
+        categories: tuple[str, ...] = ()
+        raw = (params.get("category") or "").strip()
+        if raw and "category" in dashboard.filters:
+            picked = [c.strip() for c in raw.split(",") if c.strip()]
+            categories = tuple(dict.fromkeys(
+                self._check_category(c, known) for c in picked))
+        drills = row_security.drill_columns(dashboard)
+        drill: list[tuple[str, str]] = []
+        for key, value in params.items():
+            if not key.startswith("drill."):
+                continue
+            param = key.removeprefix("drill.")
+            if param not in drills:
+                raise FilterError(f"this dashboard has no drill {_shown(param)}; known: "
+                                  f"{', '.join(sorted(drills)) or 'none'} (clear it to go back)")
+            drill.append((param, self._check_drill(drills[param], value, known)))
+        return Filters(start=start, end=end, categories=categories, drill=tuple(drill))
+
+    def _check_category(self, slug: str, known: Mapping[str, str]) -> str:
+        if slug in known:
+            return slug
+        choices = ", ".join(sorted(known)) if len(known) <= 30 else "the category menu"
+        raise FilterError(f"unknown category {_shown(slug)}; pick one of {choices or 'none'} "
+                          "(or clear the category filter)")
+
+    def _check_drill(self, column: str, value: str, known: Mapping[str, str]) -> str:
+        value = value.strip()
+        if not value or len(value) > 200 or any(ord(ch) < 32 for ch in value):
+            raise FilterError(f"the drill value {_shown(value)} is not a value of {column}; "
+                              "click a point of the chart to drill, or clear the drill")
+        if column in _CATEGORY_COLUMNS:
+            return self._check_category(value, known)
+        return value
+
+    def categories(self, principal: Principal) -> list[tuple[str, str]]:
+        allowed = principal.rules.get("category_slug")
+        return [(slug, name) for slug, name in self._all_categories()
+                if allowed is None or slug in allowed]
+
+    def _all_categories(self) -> list[tuple[str, str]]:
+        names: dict[str, str] = {}
+        for table, name_column in (("daily_sales", "category_name"),
+                                   ("product_performance", None),
+                                   ("sales_lines", None)):
+            loaded = self._load(table)
+            if loaded is None or "category_slug" not in loaded.table.column_names:
+                continue
+            columns = ["category_slug"] + ([name_column] if name_column else [])
+            pairs = loaded.table.select(columns).group_by(columns).aggregate([])
+            for row in pairs.to_pylist():
+                slug = row["category_slug"]
+                if slug is not None:
+                    names.setdefault(slug, row.get(name_column or "", None) or slug)
+        return sorted(names.items(), key=lambda item: (item[1].lower(), item[0]))
+
+    def newest_day(self, dashboard: Dashboard) -> date:
+        """The newest day in the data of the dashboard's dated tables (today when empty)."""
+        days = []
+        for name in sorted({t for v in dashboard.visuals for t in v.tables}):
+            meta = TABLES[name]
+            loaded = self._load(name) if name in CURATED else None
+            if loaded is None or meta.date_column is None:
+                continue
+            with self._lock:
+                if meta.date_column not in loaded.newest_day:
+                    value = pc.max(loaded.table[meta.date_column]).as_py()
+                    if isinstance(value, datetime):
+                        value = value.date()
+                    loaded.newest_day[meta.date_column] = value
+                day = loaded.newest_day[meta.date_column]
+            if day is not None:
+                days.append(day)
+        return max(days) if days else datetime.now(UTC).date()
+
+    # -- visuals -----------------------------------------------------------------------------
+
+    def run_visual(self, dashboard: Dashboard, visual_id: str, filters: Filters,
+                   principal: Principal) -> VisualResult:
+        return self._run(dashboard, [self._visual(dashboard, visual_id)], filters, principal)[0]
+
+    def run_dashboard(self, dashboard: Dashboard, filters: Filters,
+                      principal: Principal) -> list[VisualResult]:
+        return self._run(dashboard, self.shown_visuals(dashboard, filters), filters, principal)
+
+    def detail(self, dashboard: Dashboard, visual_id: str, filters: Filters,
+               principal: Principal, value: str) -> VisualResult:
+        visual = self._visual(dashboard, visual_id)
+        if visual.drill is None or not visual.drill.detail:
+            raise KeyError(f"visual {visual_id!r} of {dashboard.id!r} has no drill-to-detail")
+        query = dashboard.queries.get(visual.drill.detail)
+        if query is None:
+            raise KeyError(f"dashboard {dashboard.id!r} has no query {visual.drill.detail!r}")
+        checked = self._check_drill(visual.drill.column, value, dict(self.categories(principal)))
+        drill = tuple(p for p in filters.drill if p[0] != visual.drill.param)
+        narrowed = filters.model_copy(update={"drill": (*drill, (visual.drill.param, checked))})
+        tables = tuple(visual.tables) + tuple(t for t in TABLES if _mentions(query, t))
+        detail = Visual(id=f"{visual.id}_detail", title=f"{visual.title}: {checked}",
+                        kind="table", query=query, tables=tuple(dict.fromkeys(tables)),
+                        formats=visual.formats)
+        return self._run(dashboard, [detail], narrowed, principal, limit=DETAIL_ROW_LIMIT,
+                         label=visual.id)[0]
+
+    @staticmethod
+    def _visual(dashboard: Dashboard, visual_id: str) -> Visual:
+        try:
+            return dashboard.visual(visual_id)
+        except KeyError:
+            raise KeyError(f"dashboard {dashboard.id!r} has no visual {visual_id!r}") from None
+
+    def _run(self, dashboard: Dashboard, visuals: list[Visual], filters: Filters,
+             principal: Principal, *, limit: int = VISUAL_ROW_LIMIT,
+             label: str | None = None) -> list[VisualResult]:
+        versions = self._table_versions({t for v in visuals for t in v.tables})
+        rkey = (principal.role, row_security.rules_key(principal))
+        results: list[VisualResult | None] = []
+        todo: list[tuple[int, Visual, tuple[Any, ...]]] = []
+        for i, visual in enumerate(visuals):
+            key = (dashboard.id, visual.id, visual.query, filters, rkey,
+                   tuple((t, versions.get(t)) for t in visual.tables), limit)
+            hit = self._cache_get(key)
+            results.append(hit.model_copy(update={"cached": True}) if hit else None)
+            if hit is None:
+                todo.append((i, visual, key))
+        if todo:
+            with self._connections(dashboard, [v for _, v, _ in todo], filters, principal,
+                                   versions) as connect:
+                for i, visual, key in todo:
+                    result = self._compute(dashboard, visual, filters, connect, versions, limit,
+                                           label)
+                    self._cache_put(key, result)
+                    results[i] = result
+        return [r for r in results if r is not None]
+
+    @contextmanager
+    def _connections(self, dashboard: Dashboard, visuals: list[Visual], filters: Filters,
+                     principal: Principal, versions: Mapping[str, int | None]
+                     ) -> Iterator[Any]:
+        """``connect(filters)``: the principal's connection for one set of filters, made on
+        first use (a kpi with ``compare`` needs a second, for the previous period)."""
+        names = sorted({t for v in visuals for t in v.tables if versions.get(t) is not None})
+        secured = {name: self._secured_table(name, principal) for name in names}
+        opened: dict[Filters, duckdb.DuckDBPyConnection] = {}
+
+        def connect(wanted: Filters) -> duckdb.DuckDBPyConnection:
+            if wanted not in opened:
+                views = {name: row_security.filter_conditions(TABLES[name], table.schema,
+                                                              wanted, dashboard)
+                         for name, table in secured.items()}
+                opened[wanted] = row_security.open_connection(self._db, secured, views)
+            return opened[wanted]
+
+        try:
+            yield connect
+        finally:
+            for con in opened.values():
+                con.close()
+
+    def _compute(self, dashboard: Dashboard, visual: Visual, filters: Filters, connect: Any,
+                 versions: Mapping[str, int | None], limit: int,
+                 label: str | None) -> VisualResult:
+        notes = _notes(dashboard, visual)
+        missing = [t for t in visual.tables if versions.get(t) is None]
+        base = {"dashboard": dashboard.id, "visual": label or visual.id}
+        if missing:
+            return VisualResult(**base, columns=(), rows=(), notes=(
+                *notes, f"no data yet: {', '.join(missing)} not in the lake; run "
+                        "`tierlake pipeline run`"))
+        columns, rows, truncated = self._query(connect(filters), visual.query, limit,
+                                               f"visual {visual.id!r} of {dashboard.id!r}")
+        value = previous = change = None
+        if visual.kind == "kpi":
+            value = _pick(columns, rows, visual.value)
+            if visual.compare:
+                _, before, _ = self._query(connect(filters.previous_period()), visual.query, 1,
+                                           f"visual {visual.id!r} of {dashboard.id!r}")
+                previous = _pick(columns, before, visual.value)
+                if isinstance(value, int | float) and isinstance(previous, int | float) \
+                        and previous:
+                    change = round((value - previous) / abs(previous), 6)
+        figure = build_figure(visual, columns, rows)
+        return VisualResult(**base, columns=columns, rows=rows, value=value, previous=previous,
+                            change=change, figure=figure, truncated=truncated, notes=notes)
+
+    def _query(self, con: duckdb.DuckDBPyConnection, query: str, limit: int, what: str
+               ) -> tuple[tuple[str, ...], tuple[tuple[Any, ...], ...], bool]:
+        with self._lock:
+            self.stats["queries"] += 1
+        with _deadline(con, self.sql_timeout_seconds):
+            try:
+                cursor = con.execute(query)
+                columns = tuple(d[0] for d in cursor.description or ())
+                fetched = cursor.fetchmany(limit + 1)
+            except duckdb.InterruptException:
+                raise QueryError(f"{what} stopped after {self.sql_timeout_seconds:g} s; narrow "
+                                 "the date range") from None
+            except duckdb.Error as exc:
+                raise QueryError(f"{what} failed: {exc}") from exc
+        rows = tuple(tuple(_json_value(v) for v in row) for row in fetched[:limit])
+        return columns, rows, len(fetched) > limit
+
+    # -- SQL page ----------------------------------------------------------------------------
+
+    def sql(self, text: str, principal: Principal) -> QueryResult:
+        """One read-only SELECT over the curated (and pipeline) tables, as ``principal``
+        sees them; refused when it writes, reads files or is not one statement."""
+        started = time.perf_counter()
+        versions = self._table_versions(set(TABLES))
+        names = [n for n in TABLES if versions.get(n) is not None]
+        secured = {n: self._secured_table(n, principal) for n in names}
+        con = row_security.open_connection(self._db, secured)
+        try:
+            statement = check_select(con, text)
+            with _deadline(con, self.sql_timeout_seconds):
+                try:
+                    cursor = con.execute(statement)
+                    columns = tuple(d[0] for d in cursor.description or ())
+                    fetched = cursor.fetchmany(self.sql_row_limit + 1)
+                except duckdb.InterruptException:
+                    raise QueryError(f"the query was stopped after "
+                                     f"{self.sql_timeout_seconds:g} s (the SQL page's time "
+                                     "limit); aggregate more or filter by day") from None
+                except duckdb.Error as exc:
+                    raise explain_error(exc) from exc
+        finally:
+            con.close()
+        rows = tuple(tuple(_json_value(v) for v in row)
+                     for row in fetched[: self.sql_row_limit])
+        elapsed = (time.perf_counter() - started) * 1000
+        log.info("bi.sql", principal=principal.email, role=principal.role, rows=len(rows),
+                 ms=round(elapsed, 1))
+        return QueryResult(columns=columns, rows=rows,
+                           truncated=len(fetched) > self.sql_row_limit, elapsed_ms=elapsed)
+
+    def sql_tables(self) -> list[dict[str, Any]]:
+        """What the SQL page lists: every table with its description, columns and types, and
+        whether it has data yet."""
+        versions = self._table_versions(set(TABLES))
+        found = []
+        for name, meta in TABLES.items():
+            loaded = self._table(name, versions.get(name))
+            found.append({"name": name, "description": meta.description,
+                          "date_column": meta.date_column,
+                          "category_column": meta.category_column,
+                          "identity_columns": list(meta.identity_columns),
+                          "version": versions.get(name),
+                          "columns": [] if loaded is None else
+                          [(f.name, str(f.type)) for f in loaded.schema]})
+        return found
+
+    # -- freshness ---------------------------------------------------------------------------
+
+    def freshness(self) -> Freshness:
+        """As of the newest curated commit (when the last pipeline run wrote its results)."""
+        versions = self._curated_versions()
+        with self._lock:
+            times = dict(self._commit_times)
+        as_of = max(times.values()) if times else None
+        age = max(0.0, time.time() - as_of) if as_of is not None else None
+        upcoming = None
+        if self.refresh_seconds is not None and age is not None:
+            upcoming = max(0.0, self.refresh_seconds - age)
+        return Freshness(as_of=as_of, age_seconds=age, next_refresh_seconds=upcoming,
+                         tables=dict(versions))
+
+    def close(self) -> None:
+        """Close the engine's DuckDB database (queries running now are stopped)."""
+        self._db.close()
+
+    def cache_clear(self) -> None:
+        with self._lock:
+            self._results.clear()
+            self._secured.clear()
+
+    # -- tables, versions and caches ---------------------------------------------------------
+
+    def _curated_versions(self) -> dict[str, int]:
+        """Each curated table's Delta version (absent: never written), at most one look
+        at the lake per second."""
+        with self._lock:
+            now = time.monotonic()
+            if self._versions_at is not None and now - self._versions_at < VERSION_CHECK_SECONDS:
+                return dict(self._versions)
+        versions, times = {}, {}
+        for name in CURATED:
+            found = self._newest_commit(name)
+            if found is not None:
+                versions[name], times[name] = found
+        with self._lock:
+            self._versions, self._commit_times = versions, times
+            self._versions_at = time.monotonic()
+            return dict(versions)
+
+    def _newest_commit(self, name: str) -> tuple[int, float] | None:
+        """(version, commit time) from the newest ``_delta_log/NNN.json``; None if none."""
+        folder = f"{self.lake.root}/curated/{name}/_delta_log"
+        if self.lake.is_s3:
+            fs = self.lake.filesystem()
+            try:
+                entries = [(e["name"].rsplit("/", 1)[-1], e) for e in fs.ls(folder, detail=True)]
+            except FileNotFoundError:
+                return None
+            logs = [(int(m.group(1)), e) for n, e in entries if (m := _LOG_NAME.match(n))]
+            if not logs:
+                return None
+            version, entry = max(logs, key=lambda item: item[0])
+            modified = entry.get("LastModified")
+            return version, modified.timestamp() if modified else time.time()
+        try:
+            with os.scandir(folder) as it:
+                logs = [(int(m.group(1)), e.path) for e in it if (m := _LOG_NAME.match(e.name))]
+        except FileNotFoundError:
+            return None
+        if not logs:
+            return None
+        version, path = max(logs)
+        try:
+            return version, os.stat(path).st_mtime
+        except FileNotFoundError:  # vacuumed between the listing and the stat: look again
+            return self._newest_commit(name)
+
+    def _table_versions(self, names: set[str]) -> dict[str, int | None]:
+        curated = self._curated_versions()
+        found: dict[str, int | None] = {n: curated.get(n) for n in names if n in CURATED}
+        if names & set(PIPELINE):
+            version, _ = self._pipeline_tables()
+            found.update({n: version for n in names if n in PIPELINE})
+        return found
+
+    def _load(self, name: str) -> _Loaded | None:
+        """The curated table at its current version (read once per version)."""
+        version = self._curated_versions().get(name)
+        if version is None:
+            return None
+        with self._lock:
+            loaded = self._loaded.get(name)
+            if loaded is not None and loaded.version >= version:
+                return loaded
+        with self._table_locks[name]:
+            with self._lock:
+                loaded = self._loaded.get(name)
+                if loaded is not None and loaded.version >= version:
+                    return loaded
+            from deltalake import DeltaTable
+
+            uri = self.lake.uri("curated", name)
+            began = time.perf_counter()
+            with self.lake.translate_errors("read", uri):
+                table = DeltaTable(uri, version=version,
+                                   storage_options=self.lake.storage_options
+                                   ).to_pyarrow_dataset().to_table()
+            log.info("bi.table_loaded", table=name, version=version, rows=table.num_rows,
+                     seconds=round(time.perf_counter() - began, 3))
+            loaded = _Loaded(version, table)
+            with self._lock:
+                self._loaded[name] = loaded
+            return loaded
+
+    def _table(self, name: str, version: int | None) -> pa.Table | None:
+        if version is None:
+            return None
+        if name in PIPELINE:
+            return self._pipeline_tables()[1][name]
+        loaded = self._load(name)
+        return None if loaded is None else loaded.table
+
+    def _secured_table(self, name: str, principal: Principal) -> pa.Table:
+        """``principal``'s copy of table ``name`` (cached per version, role and rules)."""
+        version = self._table_versions({name}).get(name)
+        table = self._table(name, version)
+        if table is None:
+            raise KeyError(name)
+        meta = TABLES[name]
+        if not row_security.applies(table.schema, meta, principal):
+            return table
+        key = (name, version, principal.role, row_security.rules_key(principal))
+        with self._lock:
+            if key in self._secured:
+                self._secured.move_to_end(key)
+                return self._secured[key]
+        secured = row_security.secure(table, meta, principal)
+        with self._lock:
+            self._secured[key] = secured
+            while len(self._secured) > SECURED_ENTRIES:
+                self._secured.popitem(last=False)
+        return secured
+
+    def _pipeline_tables(self) -> tuple[int, dict[str, pa.Table]]:
+        """The in-memory ``pipeline_*`` tables, rebuilt when the status file or a curated
+        version changed, or every few seconds (changes waiting in the log)."""
+        try:
+            stamp = self.status_path.stat().st_mtime_ns if self.status_path else None
+        except FileNotFoundError:
+            stamp = None
+        key = (stamp, tuple(sorted(self._curated_versions().items())))
+        with self._lock:
+            fresh = time.monotonic() - self._pipeline_at < PIPELINE_REFRESH_SECONDS
+            if self._pipeline is not None and key == self._pipeline_key and fresh:
+                return self._pipeline
+        status: dict[str, Any] = {}
+        if self.status_path is not None:
+            with suppress(FileNotFoundError, json.JSONDecodeError):
+                status = json.loads(self.status_path.read_text())
+        tables = build_pipeline_tables(self.lake, status)
+        with self._lock:
+            previous = self._pipeline
+            if previous is not None and all(previous[1][n].equals(tables[n]) for n in tables):
+                version = previous[0]
+            else:
+                version = (previous[0] + 1) if previous else 0
+            self._pipeline = (version, tables)
+            self._pipeline_key = key
+            self._pipeline_at = time.monotonic()
+            return self._pipeline
+
+    def _cache_get(self, key: tuple[Any, ...]) -> VisualResult | None:
+        with self._lock:
+            hit = self._results.get(key)
+            if hit is not None:
+                self._results.move_to_end(key)
+                self.stats["hits"] += 1
+            else:
+                self.stats["misses"] += 1
+            return hit
+
+    def _cache_put(self, key: tuple[Any, ...], result: VisualResult) -> None:
+        if self.cache_entries <= 0:
+            return
+        with self._lock:
+            self._results[key] = result
+            self._results.move_to_end(key)
+            while len(self._results) > self.cache_entries:
+                self._results.popitem(last=False)
+
+
+_CATEGORY_COLUMNS = {m.category_column for m in TABLES.values() if m.category_column}
+
+
+@contextmanager
+def _deadline(con: duckdb.DuckDBPyConnection, seconds: float) -> Iterator[None]:
+    """Interrupt the connection's query after ``seconds`` (DuckDB then raises
+    ``InterruptException``)."""
+    timer = threading.Timer(seconds, con.interrupt)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+def _parse_date(value: str | None, which: str) -> date | None:
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            raise ValueError(text)
+        return date.fromisoformat(text)
+    except ValueError:
+        raise FilterError(f"the {which} date {_shown(text)} is not a date; use YYYY-MM-DD, "
+                          "e.g. 2026-11-01") from None
+
+
+def _shown(value: str) -> str:
+    """A URL value quoted for a message, cut short (the page escapes it as any text)."""
+    return repr(value if len(value) <= 40 else value[:40] + "...")
+
+
+def _mentions(query: str, table: str) -> bool:
+    return re.search(rf"\b{re.escape(table)}\b", query) is not None
+
+
+def _notes(dashboard: Dashboard, visual: Visual) -> tuple[str, ...]:
+    if "date" not in dashboard.filters:
+        return ()
+    undated = [t for t in visual.tables if TABLES[t].date_column is None]
+    return tuple(f"all time: {t} has no date" for t in undated)
+
+
+def _pick(columns: tuple[str, ...], rows: tuple[tuple[Any, ...], ...], name: str | None) -> Any:
+    if not rows or name is None:
+        return None
+    try:
+        return rows[0][columns.index(name)]
+    except ValueError:
+        raise QueryError(f"the kpi's query gives no column {name!r} (it gives "
+                         f"{', '.join(columns)})") from None
+
+
+def _json_value(value: Any) -> Any:
+    """A DuckDB value as JSON has it: dates and times as ISO strings, decimals as floats,
+    NaN and infinities as null."""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        value = float(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, list | tuple):
+        return [_json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    return value
