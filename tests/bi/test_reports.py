@@ -1,0 +1,164 @@
+"""Static HTML reports and their PDFs, from the real engine over a real (small) lake.
+
+The PDFs are printed by Debian's chromium (skipped without it, failed when
+``TIERLAKE_REQUIRE_SERVICES=1``); their text is read back with ``pdf_text``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pdf_text import pdf_pages, pdf_text, pdf_title
+from reports_lake import ReportsLake, build_lake
+
+from tierlake.bi.engine import BiEngine
+from tierlake.bi.model import MASK, Principal
+from tierlake.bi.reports import (
+    ChromiumMissingError,
+    ReportError,
+    chromium_available,
+    find_chromium,
+    format_value,
+    render_html,
+    render_pdf,
+)
+
+pytestmark = pytest.mark.timeout(180)
+ADMIN = Principal(email="admin@tierlake.test", role="admin")
+ANALYST = Principal(email="analyst@tierlake.test", role="analyst")
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory: pytest.TempPathFactory) -> ReportsLake:
+    return build_lake(tmp_path_factory.mktemp("reports"))
+
+
+@pytest.fixture(scope="module")
+def engine(lake: ReportsLake) -> BiEngine:
+    return BiEngine.from_settings(lake.settings)
+
+
+@pytest.fixture
+def chromium() -> Iterator[str]:
+    if not chromium_available():
+        message = "chromium is not installed: apt-get install -y chromium"
+        if os.environ.get("TIERLAKE_REQUIRE_SERVICES") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    yield find_chromium()
+
+
+def _leaks(text: str, emails: frozenset[str]) -> list[str]:
+    lowered = text.lower()
+    return sorted(e for e in emails if e.lower() in lowered)
+
+
+def test_a_report_is_one_self_contained_file(engine: BiEngine) -> None:
+    sales = engine.dashboard("sales")
+    filters = engine.parse_filters(sales, {})
+    html = render_html(engine, sales, filters, ADMIN)
+    # Nothing is fetched: no external script, stylesheet, image or frame.
+    assert not re.search(r"""<(script|link|img|iframe)[^>]+(src|href)=["']?(https?:|//)""",
+                         html, re.I)
+    assert "plotly.js v" in html  # Plotly's build is inlined
+    assert f"<title>{sales.title} report</title>" in html
+    assert filters.start.isoformat() in html and filters.end.isoformat() in html
+    assert "Data as of <b>" in html and "unknown" not in html.split("Data as of <b>")[1][:20]
+    results = engine.run_dashboard(sales, filters, ADMIN)
+    for r in results:  # every visual the page shows is in the report
+        assert f'data-visual="{r.visual}"' in html
+    kpi = next(r for r in results if sales.visual(r.visual).kind == "kpi")
+    tile = html.split(f'data-visual="{kpi.visual}"', 1)[1][:400]
+    assert format_value(kpi.value, sales.visual(kpi.visual).format) in tile
+    charts = [r for r in results if r.figure is not None
+              and sales.visual(r.visual).kind not in ("kpi", "table")]
+    assert charts and f'data-charts="{len(charts)}"' in html
+
+
+def test_the_filters_change_the_report(engine: BiEngine) -> None:
+    sales = engine.dashboard("sales")
+    month = render_html(engine, sales, engine.parse_filters(sales, {}), ADMIN)
+    category = engine.categories(ADMIN)[0][0]
+    narrowed = engine.parse_filters(sales, {"category": category})
+    one = render_html(engine, sales, narrowed, ADMIN)
+    assert f"Categories <b>{category}</b>" in one and "Categories <b>all</b>" in month
+    value = engine.run_visual(sales, "revenue", narrowed, ADMIN).value
+    assert format_value(value, sales.visual("revenue").format) in one
+
+
+def test_an_analysts_report_shows_no_customer_email(lake: ReportsLake,
+                                                    engine: BiEngine) -> None:
+    found_for_admin = []
+    for dashboard in engine.dashboards():
+        filters = engine.parse_filters(dashboard, {})
+        html = render_html(engine, dashboard, filters, ANALYST)
+        assert _leaks(html, lake.emails) == [], dashboard.id
+        if dashboard.id == "buyers":
+            assert MASK in html
+        found_for_admin += _leaks(render_html(engine, dashboard, filters, ADMIN), lake.emails)
+    # The check can fail: an admin's report of the same dashboards does name customers.
+    assert found_for_admin
+
+
+def test_the_pdf_is_printed_after_the_charts_are_drawn(engine: BiEngine, chromium: str
+                                                       ) -> None:
+    sales = engine.dashboard("sales")
+    html = render_html(engine, sales, engine.parse_filters(sales, {}), ADMIN)
+    charts = int(re.search(r'data-charts="(\d+)"', html).group(1))  # type: ignore[union-attr]
+    pdf = render_pdf(html)
+    assert pdf.startswith(b"%PDF")
+    assert pdf_pages(pdf) >= 1
+    assert pdf_title(pdf) == f"{sales.title} report"
+    text = pdf_text(pdf)
+    assert sales.title in text
+    assert f"Charts drawn: {charts} of {charts}." in text  # the JavaScript ran before print
+
+
+def test_an_analysts_pdf_shows_no_customer_email(lake: ReportsLake, engine: BiEngine,
+                                                 chromium: str) -> None:
+    customers = engine.dashboard("buyers")
+    filters = engine.parse_filters(customers, {})
+    analyst_pdf = pdf_text(render_pdf(render_html(engine, customers, filters, ANALYST)))
+    admin_pdf = pdf_text(render_pdf(render_html(engine, customers, filters, ADMIN)))
+    assert customers.title in analyst_pdf
+    assert _leaks(analyst_pdf, lake.emails) == []
+    assert _leaks(admin_pdf, lake.emails)  # the text check sees e-mails when they are there
+
+
+def _report_dirs() -> set[str]:
+    return {p.name for p in Path(tempfile.gettempdir()).glob("tierlake-report-*")}
+
+
+def test_a_print_that_runs_too_long_is_stopped_and_cleaned_up(engine: BiEngine,
+                                                              chromium: str) -> None:
+    sales = engine.dashboard("sales")
+    html = render_html(engine, sales, engine.parse_filters(sales, {}), ADMIN)
+    before = _report_dirs()
+    with pytest.raises(ReportError, match="did not print the report within"):
+        render_pdf(html, timeout=0.2)
+    assert _report_dirs() <= before  # its page, profile and PDF are gone
+
+
+def test_without_chromium_the_error_names_the_package(monkeypatch: pytest.MonkeyPatch,
+                                                      tmp_path: Path) -> None:
+    import tierlake.bi.reports as reports
+
+    monkeypatch.setattr(reports, "CHROMIUM_CANDIDATES", (str(tmp_path / "chromium"),))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ChromiumMissingError, match=r"apt-get install -y chromium"):
+        render_pdf("<html></html>")
+
+
+def test_values_are_shown_in_their_format() -> None:
+    assert format_value(1234.5, "money") == "1,234.50"
+    assert format_value(0.256, "percent") == "25.6 %"
+    assert format_value(1500, "number") == "1,500"
+    assert format_value(2.0 / 3, "number") == "0.67"
+    assert format_value(41.5, "milliseconds") == "41.5 ms"
+    assert format_value(None, "money") == "–"
+    assert format_value("books", "text") == "books"
