@@ -24,6 +24,7 @@ from tierlake.bi.alerts import (
 from tierlake.bi.engine import BiEngine
 from tierlake.bi.mail import MailCatcher, list_messages, mail_dir, read_message
 from tierlake.bi.model import Principal
+from tierlake.bi.notifications import BiNotifications
 from tierlake.bi.reports import chromium_available
 
 pytestmark = pytest.mark.timeout(180)
@@ -203,6 +204,33 @@ def test_the_loop_checks_until_stopped(scheduler: AlertScheduler, engine: BiEngi
 
     asyncio.run(main())
     assert len(_subjects(scheduler)) == 1
+
+
+def test_the_control_plane_component_catches_and_checks(lake: ReportsLake, engine: BiEngine,
+                                                        tmp_path: Path) -> None:
+    """What `tierlake up`'s control plane runs: the catcher and the checks, then a clean
+    stop (the port is free again)."""
+    settings = lake.settings.model_copy(update={
+        "data_dir": tmp_path, "lake_url": lake.settings.resolved_lake_url,
+        "bi": lake.settings.bi.model_copy(update={"smtp_port": free_port(),
+                                                  "alert_check_seconds": 0.2})})
+    alerts_path(settings).write_text(_revenue_alert(_revenue(engine) * 2))
+
+    async def main() -> None:
+        component = BiNotifications(settings)  # its own engine, from the settings
+        await component.start()
+        try:
+            deadline = asyncio.get_running_loop().time() + 30
+            while not list_messages(mail_dir(settings)):
+                assert asyncio.get_running_loop().time() < deadline, "no mail within 30 s"
+                await asyncio.sleep(0.1)
+        finally:
+            await component.stop()
+
+    asyncio.run(main())
+    assert [m.to for m in list_messages(mail_dir(settings))] == [("owner@tierlake.test",)]
+    with MailCatcher("127.0.0.1", settings.bi.smtp_port, tmp_path / "again"):
+        pass  # the component let go of the port
 
 
 def test_a_bad_file_names_the_entry_and_the_fix(tmp_path: Path) -> None:

@@ -49,6 +49,10 @@ CHROMIUM_FLAGS = (
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--disable-extensions", "--disable-default-apps", "--mute-audio",
     "--no-pdf-header-footer",
+    # Plotly sizes a chart to its frame when it draws (on screen), and printing does not
+    # redraw it: a window no wider than an A4 page's printable width (186 mm, about 703 CSS
+    # px, plus the body's screen margins) keeps every chart inside the page.
+    "--window-size=740,1040",
     # A report fetches nothing; never look up a host outside this machine either.
     "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1 , EXCLUDE localhost",
 )
