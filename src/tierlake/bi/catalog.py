@@ -37,6 +37,9 @@ CURATED: dict[str, TableMeta] = {m.name: m for m in (
     TableMeta(name="traffic_hourly", date_column="day",
               description="Page views, sessions and visitors per UTC day and hour "
                           "(clickstream)."),
+    TableMeta(name="traffic_paths", date_column="day",
+              description="Requests, 4xx, 5xx and error rate per UTC hour and site section "
+                          "(clickstream)."),
     TableMeta(name="top_pages",
               description="The 50 most viewed pages, all time (clickstream)."),
     TableMeta(name="top_products",

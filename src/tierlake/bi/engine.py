@@ -27,6 +27,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,7 @@ DETAIL_ROW_LIMIT = 1_000
 MAX_RANGE_DAYS = 3660
 VERSION_CHECK_SECONDS = 1.0
 PIPELINE_REFRESH_SECONDS = 5.0
-SECURED_ENTRIES = 64
+SECURED_DATABASES = 16  # role-and-rules kinds kept (each holds its secured copies)
 _LOG_NAME = re.compile(r"^(\d{20})\.json$")
 
 
@@ -110,13 +111,13 @@ class BiEngine:
         self.status_path = status_path
         self.refresh_seconds = refresh_seconds
         self._lock = threading.RLock()
-        self._db = row_security.open_database()
         self._table_locks = {name: threading.Lock() for name in TABLES}
         self._versions: dict[str, int] = {}
         self._commit_times: dict[str, float] = {}
         self._versions_at: float | None = None
         self._loaded: dict[str, _Loaded] = {}
-        self._secured: OrderedDict[tuple[Any, ...], pa.Table] = OrderedDict()
+        self._databases: OrderedDict[tuple[Any, ...], row_security.SecuredDatabase] = \
+            OrderedDict()
         self._results: OrderedDict[tuple[Any, ...], VisualResult] = OrderedDict()
         self._pipeline: tuple[int, dict[str, pa.Table]] | None = None
         self._pipeline_key: tuple[Any, ...] | None = None
@@ -327,15 +328,15 @@ class BiEngine:
         """``connect(filters)``: the principal's connection for one set of filters, made on
         first use (a kpi with ``compare`` needs a second, for the previous period)."""
         names = sorted({t for v in visuals for t in v.tables if versions.get(t) is not None})
-        secured = {name: self._secured_table(name, principal) for name in names}
+        database = self._database(principal, names, versions)
         opened: dict[Filters, duckdb.DuckDBPyConnection] = {}
 
         def connect(wanted: Filters) -> duckdb.DuckDBPyConnection:
             if wanted not in opened:
-                views = {name: row_security.filter_conditions(TABLES[name], table.schema,
-                                                              wanted, dashboard)
-                         for name, table in secured.items()}
-                opened[wanted] = row_security.open_connection(self._db, secured, views)
+                views = {name: row_security.filter_conditions(
+                    TABLES[name], self._schema(name, versions[name]), wanted, dashboard)
+                    for name in names}
+                opened[wanted] = row_security.open_connection(database, names, views)
             return opened[wanted]
 
         try:
@@ -395,8 +396,7 @@ class BiEngine:
         started = time.perf_counter()
         versions = self._table_versions(set(TABLES))
         names = [n for n in TABLES if versions.get(n) is not None]
-        secured = {n: self._secured_table(n, principal) for n in names}
-        con = row_security.open_connection(self._db, secured)
+        con = row_security.open_connection(self._database(principal, names, versions), names)
         try:
             statement = check_select(con, text)
             with _deadline(con, self.sql_timeout_seconds):
@@ -452,13 +452,18 @@ class BiEngine:
                          tables=dict(versions))
 
     def close(self) -> None:
-        """Close the engine's DuckDB database (queries running now are stopped)."""
-        self._db.close()
+        """Close the engine's DuckDB databases (queries running now are stopped)."""
+        with self._lock:
+            databases = list(self._databases.values())
+            self._databases.clear()
+        for database in databases:
+            database.close()
 
     def cache_clear(self) -> None:
+        """Forget every result and secured copy (the curated tables stay in memory)."""
         with self._lock:
             self._results.clear()
-            self._secured.clear()
+            self._databases.clear()
 
     # -- tables, versions and caches ---------------------------------------------------------
 
@@ -552,25 +557,40 @@ class BiEngine:
         loaded = self._load(name)
         return None if loaded is None else loaded.table
 
-    def _secured_table(self, name: str, principal: Principal) -> pa.Table:
-        """``principal``'s copy of table ``name`` (cached per version, role and rules)."""
-        version = self._table_versions({name}).get(name)
+    def _schema(self, name: str, version: int | None) -> pa.Schema:
         table = self._table(name, version)
         if table is None:
             raise KeyError(name)
-        meta = TABLES[name]
-        if not row_security.applies(table.schema, meta, principal):
-            return table
-        key = (name, version, principal.role, row_security.rules_key(principal))
+        return table.schema
+
+    def _database(self, principal: Principal, names: list[str],
+                  versions: Mapping[str, int | None]) -> duckdb.DuckDBPyConnection:
+        """The database of ``principal``'s role and rules, holding their secured copies of
+        ``names`` at ``versions`` (made now if missing or older)."""
+        key = (principal.role, row_security.rules_key(principal))
         with self._lock:
-            if key in self._secured:
-                self._secured.move_to_end(key)
-                return self._secured[key]
-        secured = row_security.secure(table, meta, principal)
-        with self._lock:
-            self._secured[key] = secured
-            while len(self._secured) > SECURED_ENTRIES:
-                self._secured.popitem(last=False)
+            store = self._databases.get(key)
+            if store is None:
+                store = self._databases[key] = row_security.SecuredDatabase()
+            self._databases.move_to_end(key)
+            while len(self._databases) > SECURED_DATABASES:
+                self._databases.popitem(last=False)  # closed once its last cursor is gone
+        for name in names:
+            version = versions[name]
+            if version is None:
+                continue
+            store.ensure(name, version, partial(self._secure, name, version, principal))
+        return store.database
+
+    def _secure(self, name: str, version: int, principal: Principal) -> pa.Table:
+        """``principal``'s copy of table ``name`` at ``version`` (row rules, masks)."""
+        table = self._table(name, version)
+        if table is None:
+            raise KeyError(name)
+        began = time.perf_counter()
+        secured = row_security.secure(table, TABLES[name], principal)
+        log.debug("bi.secured", table=name, version=version, role=principal.role,
+                  rows=secured.num_rows, seconds=round(time.perf_counter() - began, 3))
         return secured
 
     def _pipeline_tables(self) -> tuple[int, dict[str, pa.Table]]:
@@ -662,8 +682,9 @@ def _mentions(query: str, table: str) -> bool:
 def _notes(dashboard: Dashboard, visual: Visual) -> tuple[str, ...]:
     if "date" not in dashboard.filters:
         return ()
-    undated = [t for t in visual.tables if TABLES[t].date_column is None]
-    return tuple(f"all time: {t} has no date" for t in undated)
+    if any(TABLES[t].date_column for t in visual.tables):
+        return ()  # a dated table sets the period; the others only name things
+    return tuple(f"all time: {t} has no date" for t in visual.tables)
 
 
 def _pick(columns: tuple[str, ...], rows: tuple[tuple[Any, ...], ...], name: str | None) -> Any:

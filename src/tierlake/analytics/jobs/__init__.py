@@ -22,6 +22,7 @@ from tierlake.analytics.jobs import (
     top_pages,
     top_products,
     traffic_hourly,
+    traffic_paths,
 )
 from tierlake.analytics.jobs.job import Job, Tables
 
@@ -37,6 +38,7 @@ JOBS: list[Job] = [
     lb_minutely.JOB,
     sales_lines.JOB,
     customer_directory.JOB,
+    traffic_paths.JOB,
 ]
 
 __all__ = ["JOBS", "Job", "Tables", "get_job"]

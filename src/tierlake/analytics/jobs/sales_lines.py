@@ -8,7 +8,8 @@ the small ``customer_directory`` table, so masking identity never copies 10M row
 per line of an order that was not cancelled (key ``line_id``):
 
 * ``line_id`` (int64): ``order_lines.id``; ``order_id`` (int64).
-* ``placed_at`` (timestamp, UTC): the order's; ``day`` (date): its UTC date.
+* ``day`` (date): the UTC date of the order's ``placed_at`` (the time itself is left out:
+  Spark writes timestamps without their UTC zone, and every engine must give one table).
 * ``customer_id`` (int64).
 * ``first_order`` (bool): the order is the customer's first that was not cancelled (the
   earliest ``placed_at``, ties by order id): a customer is *new* in a period when their
@@ -47,7 +48,7 @@ def build(t: Tables) -> ir.Table:
     joined = (lines.join(orders, "order_id").join(products, "product_id")
               .join(categories, "category_id"))
     return joined.select(
-        "line_id", "order_id", "placed_at", day=_.placed_at.date(), customer_id=_.customer_id,
+        "line_id", "order_id", day=_.placed_at.date(), customer_id=_.customer_id,
         first_order=_.first_order, product_id=_.product_id, category_slug=_.category_slug,
         quantity=_.quantity, line_total_cents=_.line_total_cents,
     )
