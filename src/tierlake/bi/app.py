@@ -165,7 +165,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         try:
             yield
         finally:
-            users.dispose()
+            users.dispose()  # the engine stays open: a test client may start the app again
 
     app = FastAPI(
         title="tierlake BI API",
@@ -193,7 +193,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
             Exception: _server_error,
         },
     )
-    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    # Every template (bi-reports' pages too) knows who is looking, for the navigation.
+    templates = Jinja2Templates(directory=str(HERE / "templates"),
+                                context_processors=[_principal_context])
     templates.env.globals["csrf_token"] = _csrf_token_for(sessions)
     templates.env.globals["prefix"] = PREFIX
     app.state.settings = settings
@@ -234,6 +236,10 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.include_router(api.router, prefix=f"{PREFIX}/api")
     app.include_router(pages.router, prefix=PREFIX)
     return app
+
+
+def _principal_context(request: Request) -> dict[str, Any]:
+    return {"principal": getattr(request.state, "principal", None)}
 
 
 def _csrf_token_for(sessions: Sessions) -> Any:

@@ -47,9 +47,7 @@ Admin = Annotated[Principal, Depends(admin_principal)]
 
 def render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
     templates: Jinja2Templates = request.app.state.templates
-    principal = getattr(request.state, "principal", None)
-    return templates.TemplateResponse(request, name, {"principal": principal, **context},
-                                      status_code=status)
+    return templates.TemplateResponse(request, name, context, status_code=status)
 
 
 def message_page(request: Request, status: int, title: str, message: str) -> Response:
@@ -185,7 +183,7 @@ def dashboard_page(request: Request, dashboard_id: str, who: Who) -> Response:
             "end": params.get("end", ""),
             "chosen": set(",".join(request.query_params.getlist("category")).split(","))}
     try:
-        filters = parse(engine, dashboard, params)
+        filters = parse(engine, dashboard, params, who)
     except ApiError as exc:
         return render(request, "dashboard.html", {**base, "error": exc.message, "slots": [],
                                                   "filters": None}, 400)
@@ -234,11 +232,8 @@ def sql_page(request: Request, who: Who,
 
 def _tables(request: Request) -> list[Any]:
     """The curated tables the SQL page may read (the engine's catalog, when it has one)."""
-    engine = engine_of(request)
-    catalog = getattr(engine, "catalog", None)
-    if callable(catalog):
-        return list(catalog())
-    return []
+    listed = getattr(engine_of(request), "sql_tables", None)
+    return list(listed()) if callable(listed) else []
 
 
 @router.get("/users")

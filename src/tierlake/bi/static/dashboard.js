@@ -160,9 +160,14 @@
     }
   }
 
+  let draws = 0;
   function loadAll() {
+    const grid = document.getElementById("grid");
+    grid.dataset.state = "loading";
     return Promise.all(page.visuals.map(load)).then(() => {
-      document.getElementById("grid").dataset.state = "ready";
+      draws += 1;
+      grid.dataset.draws = String(draws);  // how many times the page drew (tests, people)
+      grid.dataset.state = "ready";
     });
   }
 
