@@ -162,3 +162,14 @@ def test_values_are_shown_in_their_format() -> None:
     assert format_value(41.5, "milliseconds") == "41.5 ms"
     assert format_value(None, "money") == "–"
     assert format_value("books", "text") == "books"
+
+
+def test_a_burst_of_prints_all_succeed(chromium: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    pages = [f"<!doctype html><title>Page {i}</title><h1>Report number {i}</h1>"
+             for i in range(3)]
+    with ThreadPoolExecutor(3) as pool:
+        pdfs = list(pool.map(render_pdf, pages))
+    assert [pdf_title(p) for p in pdfs] == ["Page 0", "Page 1", "Page 2"]
+    assert all(f"Report number {i}" in pdf_text(p) for i, p in enumerate(pdfs))

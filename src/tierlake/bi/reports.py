@@ -21,6 +21,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 from collections.abc import Sequence
 from contextlib import suppress
 from datetime import UTC, datetime
@@ -56,6 +57,12 @@ CHROMIUM_FLAGS = (
     # A report fetches nothing; never look up a host outside this machine either.
     "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1 , EXCLUDE localhost",
 )
+
+
+# Each print is a whole browser (a few hundred MB, a core for seconds): a burst of clicks on
+# "PDF" waits its turn instead of starting a chromium each.
+PARALLEL_PRINTS = 2
+_prints = threading.BoundedSemaphore(PARALLEL_PRINTS)
 
 
 class ReportError(TierlakeError, RuntimeError):
@@ -201,9 +208,10 @@ def render_pdf(html: str, *, timeout: float = PDF_TIMEOUT_SECONDS,
                virtual_time_ms: int = PDF_VIRTUAL_TIME_MS,
                extra_flags: Sequence[str] = ()) -> bytes:
     """Print a report (from ``render_html``) to PDF with headless chromium; its temporary
-    files (the page, the profile, the PDF) are removed whatever happens."""
+    files (the page, the profile, the PDF) are removed whatever happens. At most
+    ``PARALLEL_PRINTS`` run at once; the others wait."""
     binary = find_chromium()
-    with tempfile.TemporaryDirectory(prefix="tierlake-report-") as tmp:
+    with _prints, tempfile.TemporaryDirectory(prefix="tierlake-report-") as tmp:
         page = Path(tmp) / "report.html"
         out = Path(tmp) / "report.pdf"
         page.write_text(html, encoding="utf-8")
