@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -180,3 +181,14 @@ def test_no_alerts_file_means_none(admin: TestClient, lake: ReportsLake) -> None
     assert not (lake.settings.data_dir / "bi-alerts.toml").exists()
     page = admin.get("/bi/alerts")
     assert 'data-testid="alerts-none"' in page.text
+
+
+def test_without_chromium_the_pdf_link_says_what_to_install(
+        admin: TestClient, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from tierlake.bi import reports
+
+    monkeypatch.setattr(reports, "CHROMIUM_CANDIDATES", (str(tmp_path / "chromium"),))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    r = admin.get("/bi/dashboards/sales/report.pdf")
+    assert r.status_code == 503
+    assert "apt-get install -y chromium" in r.text and "<title>" in r.text
