@@ -81,6 +81,22 @@ def user_add(
         out.print(f"password: {password}  (shown once; give it to the user)", soft_wrap=True)
 
 
+@user_app.command("password")
+def user_password(
+    email: Annotated[str, typer.Argument(help="The user's e-mail.")],
+    password_stdin: Annotated[bool, typer.Option(
+        "--password-stdin", help="Read the new password from standard input (else one is "
+        "made up and printed once).")] = False,
+) -> None:
+    """Set a BI user's password (the first admin's too, once it was changed from the default)."""
+    password = sys.stdin.readline().rstrip("\r\n") if password_stdin else secrets.token_urlsafe(12)
+    with _store() as store:
+        store.set_password(email, password)
+    out.print(f"password of {email.strip().lower()} changed", soft_wrap=True)
+    if not password_stdin:
+        out.print(f"password: {password}  (shown once; give it to the user)", soft_wrap=True)
+
+
 @user_app.command("list")
 def user_list() -> None:
     """List BI users."""

@@ -132,6 +132,11 @@ def test_the_bi_cli_adds_users_and_rules_and_refuses_mistakes_in_one_line(
                data_dir=data_dir, stdin="long-enough-1\n")
     assert bad.exit_code == 1
     assert "unknown role 'owner'" in bad.stderr and "Traceback" not in bad.output
+    changed = _cli("user", "password", "cm@example.com", "--password-stdin",
+                   data_dir=data_dir, stdin="another-pass-2\n")
+    assert changed.exit_code == 0, changed.output
+    assert store.authenticate("cm@example.com", "another-pass-2") is not None
+    assert store.authenticate("cm@example.com", "category-pass-1") is None
     gone = _cli("user", "remove", "cm@example.com", data_dir=data_dir)
     assert gone.exit_code == 0
     assert store.principal("cm@example.com") is None
@@ -143,3 +148,23 @@ def test_the_bi_cli_adds_users_and_rules_and_refuses_mistakes_in_one_line(
                            capture_output=True, text=True, env=env, timeout=60, check=False)
     assert users.returncode == 0, users.stderr
     assert "boss@example.com" in users.stdout and "cm@example.com" not in users.stdout
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_two_instances_starting_at_once_make_one_admin(tmp_path: Path, attempt: int) -> None:
+    """Under `tierlake up` two BI instances may start together on one database."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    url = f"sqlite:///{tmp_path / f'bi-{attempt}.db'}"
+    stores = [UserStore(url) for _ in range(2)]
+
+    def start(store: UserStore) -> bool:
+        store.create_tables()
+        return store.ensure_admin("boss@example.com", "first-password-1")
+
+    with ThreadPoolExecutor(2) as pool:
+        made = list(pool.map(start, stores))
+    assert sorted(made) == [False, True]
+    assert [u.email for u in stores[0].list_users()] == ["boss@example.com"]
+    for store in stores:
+        store.dispose()

@@ -194,3 +194,17 @@ def test_freshness_reads_the_lake(engine: BiEngine) -> None:
     assert fresh.as_of is not None and fresh.age_seconds is not None
     assert fresh.age_seconds >= 0 and fresh.next_refresh_seconds is not None
     assert {"sales_lines", "daily_sales", "customer_directory"} <= set(fresh.tables)
+
+
+def test_from_settings_reads_the_settings_lake_and_interval(bi_lake: BiLake) -> None:
+    engine = BiEngine.from_settings(bi_lake.settings)
+    try:
+        assert engine.sql_row_limit == bi_lake.settings.bi.sql_row_limit
+        fresh = engine.freshness()
+        assert fresh.tables["sales_lines"] >= 0
+        assert fresh.next_refresh_seconds is not None
+        assert fresh.next_refresh_seconds <= bi_lake.settings.pipeline.interval_seconds
+        runs = engine.sql("SELECT ok, rows_written FROM pipeline_runs", ADMIN)
+        assert runs.rows and runs.rows[0][0] is True and runs.rows[0][1] > 0
+    finally:
+        engine.close()

@@ -48,6 +48,9 @@ def test_selects_run_and_see_the_curated_tables(engine: BiEngine, bi_lake: BiLak
                "SELECT MAX(r) FROM d", "FROM funnel LIMIT 1", "DESCRIBE sales_lines",
                "SHOW TABLES", "SELECT * FROM pipeline_tables", "VALUES (1)"):
         assert engine.sql(ok, ANALYST).columns, ok
+    joined = engine.sql("SELECT COUNT(*) FROM sales_lines JOIN customer_directory "
+                        "USING (customer_id)", ANALYST)
+    assert joined.rows == ((engine.sql("SELECT COUNT(*) FROM sales_lines", ANALYST).rows[0][0],),)
     tables = {row[0] for row in engine.sql("SHOW TABLES", ANALYST).rows}
     assert {"sales_lines", "customer_directory", "pipeline_runs"} <= tables
 
@@ -71,6 +74,7 @@ def test_selects_run_and_see_the_curated_tables(engine: BiEngine, bi_lake: BiLak
     ("SELECT * FROM read_parquet('{out}/*.parquet')", "files"),
     ("SELECT * FROM '{out}/secret.csv'", "files"),
     ("SELECT * FROM 'secret.csv'", "files"),
+    ("SELECT * FROM sales_lines JOIN '{out}/secret.csv' USING (customer_id)", "files"),
     ("SELECT * FROM glob('{out}/*')", "files"),
     ("SELECT * FROM read_text('/etc/passwd')", "files"),
     ("SELECT * FROM sqlite_scan('{out}/x.db', 't')", "extension sqlite_scanner"),

@@ -34,6 +34,8 @@ _FILE_LIKE = re.compile(r"[/\\:]|\.(csv|tsv|txt|parquet|json|jsonl|ndjson|gz|zst
 _EXTENSION = re.compile(r'with name "?([\w.]+)"? is not in the catalog, but it exists in the '
                         r"(\w+) extension")
 
+_MISSING_TABLE = re.compile(r"Table with name (.+?) does not exist")
+
 
 class QueryError(ValueError):
     """A SQL page query DuckDB could not run (syntax, unknown column, time limit); the
@@ -59,13 +61,17 @@ def check_select(con: duckdb.DuckDBPyConnection, text: str) -> str:
         raise QueryRefused(f"this statement {what}; {ALLOWED}")
     try:
         names = con.get_table_names(text)
-    except duckdb.Error as exc:
-        raise explain_error(exc) from exc
+    except duckdb.Error:
+        names = set()  # it cannot bind some joins; running the query tells (explain_error)
     files = sorted(n for n in names if _FILE_LIKE.search(n))
     if files:
-        raise QueryRefused(f"reading files is not allowed ({', '.join(files)}); query the "
-                           "curated tables by name instead")
+        raise _files_refused(files)
     return text
+
+
+def _files_refused(files: list[str]) -> QueryRefused:
+    return QueryRefused(f"reading files is not allowed ({', '.join(files)}); query the "
+                        "curated tables by name instead")
 
 
 def explain_error(exc: duckdb.Error) -> ValueError:
@@ -73,6 +79,9 @@ def explain_error(exc: duckdb.Error) -> ValueError:
     if isinstance(exc, duckdb.PermissionException):
         return QueryRefused("reading or writing files, extensions or the network is not "
                             f"allowed here; {ALLOWED}")
+    missing = _MISSING_TABLE.search(str(exc))
+    if missing and _FILE_LIKE.search(missing.group(1)):  # FROM 'file.csv', files being off
+        return _files_refused([missing.group(1)])
     needs = _EXTENSION.search(str(exc))
     if needs:  # DuckDB would suggest INSTALL/LOAD, which the page refuses anyway
         return QueryRefused(f"{needs.group(1)} needs the DuckDB extension {needs.group(2)}, and "

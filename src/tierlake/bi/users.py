@@ -3,7 +3,10 @@
 QuickSight keeps its users apart from the data they look at, and restricts rows with a
 *permissions dataset* (row-level security): each row names a ``UserName`` or a
 ``GroupName`` and, per field, the values that user or group may see
-(https://docs.aws.amazon.com/quicksight/latest/user/restrict-access-to-a-data-set-using-row-level-security.html).
+(https://docs.aws.amazon.com/quicksight/latest/user/restrict-access-to-a-data-set-using-row-level-security.html;
+the dataset's ``FormatVersion`` ``VERSION_1`` with ``UserName``/``GroupName`` and the
+``GRANT_ACCESS`` policy of
+https://docs.aws.amazon.com/quicksight/latest/APIReference/API_RowLevelPermissionDataSet.html).
 ``bi_row_permissions`` is that dataset, one field per row: ``user_name`` (an e-mail) or
 ``group_name`` (a role: ``admin`` or ``analyst``), ``column_name`` and ``allowed_values``
 (comma-separated). Rows for the same user and column add up (QuickSight grants the union of
@@ -40,7 +43,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from tierlake.bi.model import Principal, Role
 
@@ -115,7 +118,12 @@ class UserStore:
         self.engine: Engine = create_engine(url, connect_args=args, pool_pre_ping=True)
 
     def create_tables(self) -> None:
-        metadata.create_all(self.engine)
+        """Make the tables if missing. Two instances starting at once may both try: the
+        loser's CREATE fails because the winner's exists, so it looks again."""
+        try:
+            metadata.create_all(self.engine)
+        except (OperationalError, ProgrammingError):
+            metadata.create_all(self.engine)
 
     def dispose(self) -> None:
         self.engine.dispose()
