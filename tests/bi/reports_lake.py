@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from tierlake.config import Settings
@@ -57,6 +58,19 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+_shared: ReportsLake | None = None
+
+
+def shared_lake(factory: pytest.TempPathFactory) -> ReportsLake:
+    """One lake for every report, alert and mail test module of a session (the pipeline run
+    is most of a module's time). The tests that write into its data_dir (an alerts file, the
+    catcher's mail, a BI user) remove what they wrote or use names no other test reads."""
+    global _shared
+    if _shared is None or not _shared.settings.data_dir.is_dir():
+        _shared = build_lake(factory.mktemp("reports-lake"))
+    return _shared
 
 
 def build_lake(root: Path, **bi: object) -> ReportsLake:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from reports_lake import ReportsLake, build_lake, free_port
+from reports_lake import ReportsLake, free_port, shared_lake
 
 from tierlake.bi.alerts import (
     AlertScheduler,
@@ -33,7 +33,7 @@ ADMIN = Principal(email="admin@tierlake.test", role="admin")
 
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory: pytest.TempPathFactory) -> ReportsLake:
-    return build_lake(tmp_path_factory.mktemp("alerts"))
+    return shared_lake(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

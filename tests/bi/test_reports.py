@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from pdf_text import pdf_pages, pdf_text, pdf_title
-from reports_lake import ReportsLake, build_lake
+from reports_lake import ReportsLake, shared_lake
 
 from tierlake.bi.engine import BiEngine
 from tierlake.bi.model import MASK, Principal
@@ -35,7 +35,7 @@ ANALYST = Principal(email="analyst@tierlake.test", role="analyst")
 
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory: pytest.TempPathFactory) -> ReportsLake:
-    return build_lake(tmp_path_factory.mktemp("reports"))
+    return shared_lake(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

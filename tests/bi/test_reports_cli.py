@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import typer
-from reports_lake import ReportsLake, build_lake, free_port
+from reports_lake import ReportsLake, free_port, shared_lake
 from typer.testing import CliRunner
 
 from tierlake.bi.mail import list_messages, mail_dir, send
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.timeout(120)
 
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory: pytest.TempPathFactory) -> ReportsLake:
-    return build_lake(tmp_path_factory.mktemp("cli"))
+    return shared_lake(tmp_path_factory)
 
 
 @pytest.fixture

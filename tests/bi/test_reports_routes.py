@@ -11,7 +11,7 @@ from urllib.parse import quote
 import pytest
 from fastapi.testclient import TestClient
 from pdf_text import pdf_text
-from reports_lake import ReportsLake, build_lake
+from reports_lake import ReportsLake, shared_lake
 
 from tierlake.bi import report_routes
 from tierlake.bi.alerts import AlertScheduler
@@ -28,7 +28,7 @@ ANALYST = ("analyst@tierlake.test", "analyst-password-1")
 
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory: pytest.TempPathFactory) -> ReportsLake:
-    return build_lake(tmp_path_factory.mktemp("routes"))
+    return shared_lake(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
