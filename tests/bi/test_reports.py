@@ -173,3 +173,34 @@ def test_a_burst_of_prints_all_succeed(chromium: str) -> None:
         pdfs = list(pool.map(render_pdf, pages))
     assert [pdf_title(p) for p in pdfs] == ["Page 0", "Page 1", "Page 2"]
     assert all(f"Report number {i}" in pdf_text(p) for i, p in enumerate(pdfs))
+
+
+def test_data_cannot_break_out_of_the_report(lake: ReportsLake, tmp_path: Path) -> None:
+    """Text from the lake (a product name, say) is data in the report, never markup or
+    script, in tables and in the figures' JSON alike."""
+    evil = "</script><img src=x onerror=alert(1)>"
+    (tmp_path / "evil.toml").write_text(f'''
+id = "evil"
+title = "Evil <b>title</b>"
+filters = []
+[[visuals]]
+id = "names"
+title = "Names"
+kind = "table"
+query = "SELECT '{evil}' AS name, count(*) AS lines FROM sales_lines"
+tables = ["sales_lines"]
+[[visuals]]
+id = "chart"
+title = "Chart"
+kind = "bar"
+query = "SELECT '{evil}' AS name, count(*) AS lines FROM sales_lines"
+x = "name"
+y = ["lines"]
+tables = ["sales_lines"]
+''')
+    engine = BiEngine(lake.settings.resolved_lake_url, dashboards_dir=tmp_path)
+    evil_board = engine.dashboard("evil")
+    html = render_html(engine, evil_board, engine.parse_filters(evil_board, {}), ADMIN)
+    assert evil not in html and "<img" not in html and "<b>title" not in html
+    assert "&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;" in html  # the table cell
+    assert "\\u003c/script\\u003e\\u003cimg" in html  # the figure's JSON
