@@ -21,7 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from tierlake.bi import mail
-from tierlake.bi.alerts import AlertScheduler, describe
+from tierlake.bi.alerts import AlertScheduler, describe, show_number
 from tierlake.bi.model import FilterError, Principal, UnknownDashboard
 from tierlake.bi.reports import render_html, render_pdf
 from tierlake.config import Settings, get_settings
@@ -108,11 +108,11 @@ def alerts_check() -> None:
         out.print(f"No alerts or due reports in {escape(str(scheduler.path))}.", soft_wrap=True)
     table = Table("alert", "state", "value", "condition", "mail")
     for a in info.alerts:
-        value = "-" if a.value is None else f"{a.value:,.4g}"
+        value = "-" if a.value is None else show_number(a.value)
         sent = ("sent" if a.fired else "suppressed (at_most_every)" if a.suppressed
                 else "failed" if a.error and a.state == "ALARM" else "")
         table.add_row(a.name, f"{a.previous} -> {a.state}" if a.previous != a.state else a.state,
-                      value, f"{a.condition} {a.threshold:,.4g}", sent)
+                      value, f"{a.condition} {show_number(a.threshold)}", sent)
     if info.alerts:
         out.print(table)
     for name in info.reports_sent:
@@ -133,7 +133,7 @@ def alerts_list() -> None:
     for spec in declared.alert:
         s = alerts.get(spec.name)
         source = spec.sql or f"{spec.dashboard}.{spec.visual}"
-        table.add_row(spec.name, source, f"{spec.condition} {spec.threshold:,.4g}",
+        table.add_row(spec.name, source, f"{spec.condition} {show_number(spec.threshold)}",
                       s.state if s else "not checked yet", _when(s.checked_at if s else None),
                       _when(s.sent_at if s else None))
     out.print(table)

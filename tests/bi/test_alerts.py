@@ -19,6 +19,7 @@ from tierlake.bi.alerts import (
     alerts_path,
     describe,
     load_alerts,
+    show_number,
     state_path,
 )
 from tierlake.bi.engine import BiEngine
@@ -151,8 +152,8 @@ to = ["ops@tierlake.test"]
     broken = by_name["writes-refused"]
     assert broken.state == "INSUFFICIENT_DATA" and not broken.fired and broken.error
     assert any(e.startswith("alert writes-refused:") for e in info.errors)
-    assert _subjects(scheduler) == [f'ALARM: "orders-above": '
-                                    f'{by_name["orders-above"].value:,.4g} is above 1']
+    lines = int(by_name["orders-above"].value or 0)
+    assert _subjects(scheduler) == [f'ALARM: "orders-above": {lines:,} is above 1']
 
 
 def test_a_scheduled_report_arrives_with_the_report_attached(
@@ -261,6 +262,11 @@ def test_a_daily_report_is_due_at_its_utc_time() -> None:
     after = datetime(2026, 12, 1, 7, 0, tzinfo=UTC).timestamp()
     assert spec.next_after(before, first=True) == after
     assert spec.next_after(after) == datetime(2026, 12, 2, 7, 0, tzinfo=UTC).timestamp()
+
+
+def test_numbers_in_mails_read_as_written() -> None:
+    assert [show_number(v) for v in (50000.0, 1958.333, 0.0213, 0.1866, 0.0, -2.5)] == [
+        "50,000", "1,958.33", "0.0213", "0.1866", "0", "-2.5"]
 
 
 def test_the_alerts_file_defaults_under_data_dir(lake: ReportsLake) -> None:

@@ -309,6 +309,14 @@ categories {{ filters.categories | join(", ") }}{% endif %}. The full report is 
 tierlake BI</p></body></html>""")
 
 
+def show_number(value: float) -> str:
+    """A value or threshold as mails and pages show it: thousands separated, rates and
+    other small numbers with their significant digits (0.0213), never an exponent."""
+    if abs(value) >= 1:
+        return f"{value:,.2f}".rstrip("0").rstrip(".")
+    return f"{value:.4f}".rstrip("0").rstrip(".") if value else "0"
+
+
 def _number(value: Any, what: str) -> float | None:
     if value is None:
         return None
@@ -445,11 +453,12 @@ class AlertScheduler:
                  f"{filters.start.isoformat()} to {filters.end.isoformat()}"
                  + (f", categories {', '.join(filters.categories)}" if filters.categories else ""))
         html = _ALERT_BODY.render(
-            spec=spec, value=f"{evaluation.value:,.4g}", threshold=f"{spec.threshold:,.4g}",
+            spec=spec, value=show_number(evaluation.value or 0),
+            threshold=show_number(spec.threshold),
             previous=evaluation.previous, filters=shown,
             when=datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d %H:%M:%S UTC"))
-        subject = (f'ALARM: "{spec.name}": {evaluation.value:,.4g} is {spec.condition} '
-                   f"{spec.threshold:,.4g}")
+        subject = (f'ALARM: "{spec.name}": {show_number(evaluation.value or 0)} is '
+                   f"{spec.condition} {show_number(spec.threshold)}")
         mail.send(self.settings, spec.to, subject, html)
         log.info("bi.alert_fired", alert=spec.name, value=evaluation.value, to=list(spec.to))
 

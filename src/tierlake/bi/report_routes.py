@@ -35,7 +35,8 @@ _KEY = re.compile(r"^[A-Za-z0-9._,:=-]+$")
 
 
 def _render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
-    return render(request, name, {"when": _when, **context}, status)
+    return render(request, name, {"when": _when, "number": alerts.show_number, **context},
+                  status)
 
 
 def _when(epoch: float | None) -> str:
