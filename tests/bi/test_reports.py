@@ -204,3 +204,21 @@ tables = ["sales_lines"]
     assert evil not in html and "<img" not in html and "<b>title" not in html
     assert "&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;" in html  # the table cell
     assert "\\u003c/script\\u003e\\u003cimg" in html  # the figure's JSON
+
+
+def test_a_category_managers_report_holds_only_their_category(engine: BiEngine) -> None:
+    import json
+
+    sales = engine.dashboard("sales")
+    categories = dict(engine.categories(ADMIN))
+    mine = sorted(categories)[0]
+    manager = Principal(email="books@tierlake.test", role="analyst",
+                        rules={"category_slug": frozenset({mine})})
+    html = render_html(engine, sales, engine.parse_filters(sales, {}), manager)
+    figure = json.loads(html.split('id="figure-data-revenue_by_category">', 1)[1]
+                        .split("</script>", 1)[0])
+    shown = {x for trace in figure["data"] for x in trace["x"]}
+    assert shown == {categories[mine]}
+    total = engine.run_visual(sales, "revenue", engine.parse_filters(sales, {}), ADMIN).value
+    theirs = engine.run_visual(sales, "revenue", engine.parse_filters(sales, {}), manager).value
+    assert format_value(theirs, "money") in html and theirs < total
