@@ -14,17 +14,14 @@ by one thread at a time.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import re
 import threading
 import time
 import tomllib
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import partial
@@ -33,13 +30,13 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 import structlog
 from pydantic import ValidationError
 
 from tierlake.bi import row_security
-from tierlake.bi.catalog import CURATED, PIPELINE, TABLES
+from tierlake.bi.catalog import TABLES
 from tierlake.bi.figures import build_figure
+from tierlake.bi.lake_tables import LakeTables
 from tierlake.bi.model import (
     Dashboard,
     FilterError,
@@ -51,7 +48,6 @@ from tierlake.bi.model import (
     Visual,
     VisualResult,
 )
-from tierlake.bi.pipeline_tables import build_pipeline_tables
 from tierlake.bi.query_guard import QueryError, check_select, explain_error
 from tierlake.lake.store import Lake
 
@@ -61,17 +57,8 @@ BUILTIN_DASHBOARDS = Path(__file__).parent / "dashboards"
 VISUAL_ROW_LIMIT = 5_000  # rows a visual returns at most (a chart with more is unreadable)
 DETAIL_ROW_LIMIT = 1_000
 MAX_RANGE_DAYS = 3660
-VERSION_CHECK_SECONDS = 1.0
-PIPELINE_REFRESH_SECONDS = 5.0
-SECURED_DATABASES = 16  # role-and-rules kinds kept (each holds its secured copies)
-_LOG_NAME = re.compile(r"^(\d{20})\.json$")
-
-
-@dataclass
-class _Loaded:
-    version: int
-    table: pa.Table
-    newest_day: dict[str, date | None] = field(default_factory=dict)
+SECURED_DATABASES = 16  # row-rule sets kept (each database holds its secured copies)
+SECURED_ENTRIES = 64  # role copies of the tables with identity (small)
 
 
 def load_dashboards(extra_dir: Path | None = None) -> dict[str, Dashboard]:
@@ -104,6 +91,7 @@ class BiEngine:
                  sql_timeout_seconds: float = 10.0, status_path: Path | None = None,
                  refresh_seconds: float | None = None) -> None:
         self.lake = Lake(lake_url)
+        self.tables = LakeTables(self.lake, status_path)
         self._dashboards = load_dashboards(dashboards_dir)
         self.cache_entries = cache_entries
         self.sql_row_limit = sql_row_limit
@@ -111,17 +99,11 @@ class BiEngine:
         self.status_path = status_path
         self.refresh_seconds = refresh_seconds
         self._lock = threading.RLock()
-        self._table_locks = {name: threading.Lock() for name in TABLES}
-        self._versions: dict[str, int] = {}
-        self._commit_times: dict[str, float] = {}
-        self._versions_at: float | None = None
-        self._loaded: dict[str, _Loaded] = {}
         self._databases: OrderedDict[tuple[Any, ...], row_security.SecuredDatabase] = \
             OrderedDict()
+        self._secured: OrderedDict[tuple[Any, ...], pa.Table] = OrderedDict()
         self._results: OrderedDict[tuple[Any, ...], VisualResult] = OrderedDict()
-        self._pipeline: tuple[int, dict[str, pa.Table]] | None = None
-        self._pipeline_key: tuple[Any, ...] | None = None
-        self._pipeline_at = 0.0
+        self._categories: tuple[tuple[int | None, ...], list[tuple[str, str]]] | None = None
         self.stats = {"hits": 0, "misses": 0, "queries": 0}
 
     @classmethod
@@ -228,11 +210,16 @@ class BiEngine:
                 if allowed is None or slug in allowed]
 
     def _all_categories(self) -> list[tuple[str, str]]:
+        """Every category (slug, name) with sales or products, computed once per version of
+        ``daily_sales`` and ``product_performance`` (both small)."""
+        sources = (("daily_sales", "category_name"), ("product_performance", None))
+        key = tuple(self.tables.curated_versions().get(t) for t, _ in sources)
+        with self._lock:
+            if self._categories is not None and self._categories[0] == key:
+                return self._categories[1]
         names: dict[str, str] = {}
-        for table, name_column in (("daily_sales", "category_name"),
-                                   ("product_performance", None),
-                                   ("sales_lines", None)):
-            loaded = self._load(table)
+        for table, name_column in sources:
+            loaded = self.tables.load(table)
             if loaded is None or "category_slug" not in loaded.table.column_names:
                 continue
             columns = ["category_slug"] + ([name_column] if name_column else [])
@@ -241,23 +228,17 @@ class BiEngine:
                 slug = row["category_slug"]
                 if slug is not None:
                     names.setdefault(slug, row.get(name_column or "", None) or slug)
-        return sorted(names.items(), key=lambda item: (item[1].lower(), item[0]))
+        found = sorted(names.items(), key=lambda item: (item[1].lower(), item[0]))
+        with self._lock:
+            self._categories = (key, found)
+        return found
 
     def newest_day(self, dashboard: Dashboard) -> date:
         """The newest day in the data of the dashboard's dated tables (today when empty)."""
         days = []
         for name in sorted({t for v in dashboard.visuals for t in v.tables}):
-            meta = TABLES[name]
-            loaded = self._load(name) if name in CURATED else None
-            if loaded is None or meta.date_column is None:
-                continue
-            with self._lock:
-                if meta.date_column not in loaded.newest_day:
-                    value = pc.max(loaded.table[meta.date_column]).as_py()
-                    if isinstance(value, datetime):
-                        value = value.date()
-                    loaded.newest_day[meta.date_column] = value
-                day = loaded.newest_day[meta.date_column]
+            column = TABLES[name].date_column
+            day = self.tables.newest(name, column) if column else None
             if day is not None:
                 days.append(day)
         return max(days) if days else datetime.now(UTC).date()
@@ -300,7 +281,7 @@ class BiEngine:
     def _run(self, dashboard: Dashboard, visuals: list[Visual], filters: Filters,
              principal: Principal, *, limit: int = VISUAL_ROW_LIMIT,
              label: str | None = None) -> list[VisualResult]:
-        versions = self._table_versions({t for v in visuals for t in v.tables})
+        versions = self.tables.versions({t for v in visuals for t in v.tables})
         rkey = (principal.role, row_security.rules_key(principal))
         results: list[VisualResult | None] = []
         todo: list[tuple[int, Visual, tuple[Any, ...]]] = []
@@ -328,15 +309,16 @@ class BiEngine:
         """``connect(filters)``: the principal's connection for one set of filters, made on
         first use (a kpi with ``compare`` needs a second, for the previous period)."""
         names = sorted({t for v in visuals for t in v.tables if versions.get(t) is not None})
-        database = self._database(principal, names, versions)
+        database, per_role = self._database(principal, names, versions)
         opened: dict[Filters, duckdb.DuckDBPyConnection] = {}
 
         def connect(wanted: Filters) -> duckdb.DuckDBPyConnection:
             if wanted not in opened:
                 views = {name: row_security.filter_conditions(
-                    TABLES[name], self._schema(name, versions[name]), wanted, dashboard)
+                    TABLES[name], self.tables.schema(name, versions[name]), wanted, dashboard)
                     for name in names}
-                opened[wanted] = row_security.open_connection(database, names, views)
+                opened[wanted] = row_security.open_connection(database, names, views,
+                                                              registered=per_role)
             return opened[wanted]
 
         try:
@@ -394,9 +376,10 @@ class BiEngine:
         """One read-only SELECT over the curated (and pipeline) tables, as ``principal``
         sees them; refused when it writes, reads files or is not one statement."""
         started = time.perf_counter()
-        versions = self._table_versions(set(TABLES))
+        versions = self.tables.versions(set(TABLES))
         names = [n for n in TABLES if versions.get(n) is not None]
-        con = row_security.open_connection(self._database(principal, names, versions), names)
+        database, per_role = self._database(principal, names, versions)
+        con = row_security.open_connection(database, names, registered=per_role)
         try:
             statement = check_select(con, text)
             with _deadline(con, self.sql_timeout_seconds):
@@ -423,10 +406,10 @@ class BiEngine:
     def sql_tables(self) -> list[dict[str, Any]]:
         """What the SQL page lists: every table with its description, columns and types, and
         whether it has data yet."""
-        versions = self._table_versions(set(TABLES))
+        versions = self.tables.versions(set(TABLES))
         found = []
         for name, meta in TABLES.items():
-            loaded = self._table(name, versions.get(name))
+            loaded = self.tables.table(name, versions.get(name))
             found.append({"name": name, "description": meta.description,
                           "date_column": meta.date_column,
                           "category_column": meta.category_column,
@@ -440,9 +423,8 @@ class BiEngine:
 
     def freshness(self) -> Freshness:
         """As of the newest curated commit (when the last pipeline run wrote its results)."""
-        versions = self._curated_versions()
-        with self._lock:
-            times = dict(self._commit_times)
+        versions = self.tables.curated_versions()
+        times = self.tables.commit_times()
         as_of = max(times.values()) if times else None
         age = max(0.0, time.time() - as_of) if as_of is not None else None
         upcoming = None
@@ -459,115 +441,26 @@ class BiEngine:
         for database in databases:
             database.close()
 
-    def cache_clear(self) -> None:
-        """Forget every result and secured copy (the curated tables stay in memory)."""
+    def cache_clear(self, *, copies: bool = False) -> None:
+        """Forget every cached visual result; with ``copies``, also every principal's secured
+        copies (remade on next use). The curated tables stay in memory, read once per
+        version."""
         with self._lock:
             self._results.clear()
-            self._databases.clear()
+            if copies:
+                self._databases.clear()
+                self._secured.clear()
 
     # -- tables, versions and caches ---------------------------------------------------------
 
-    def _curated_versions(self) -> dict[str, int]:
-        """Each curated table's Delta version (absent: never written), at most one look
-        at the lake per second."""
-        with self._lock:
-            now = time.monotonic()
-            if self._versions_at is not None and now - self._versions_at < VERSION_CHECK_SECONDS:
-                return dict(self._versions)
-        versions, times = {}, {}
-        for name in CURATED:
-            found = self._newest_commit(name)
-            if found is not None:
-                versions[name], times[name] = found
-        with self._lock:
-            self._versions, self._commit_times = versions, times
-            self._versions_at = time.monotonic()
-            return dict(versions)
-
-    def _newest_commit(self, name: str) -> tuple[int, float] | None:
-        """(version, commit time) from the newest ``_delta_log/NNN.json``; None if none."""
-        folder = f"{self.lake.root}/curated/{name}/_delta_log"
-        if self.lake.is_s3:
-            fs = self.lake.filesystem()
-            try:
-                entries = [(e["name"].rsplit("/", 1)[-1], e) for e in fs.ls(folder, detail=True)]
-            except FileNotFoundError:
-                return None
-            logs = [(int(m.group(1)), e) for n, e in entries if (m := _LOG_NAME.match(n))]
-            if not logs:
-                return None
-            version, entry = max(logs, key=lambda item: item[0])
-            modified = entry.get("LastModified")
-            return version, modified.timestamp() if modified else time.time()
-        try:
-            with os.scandir(folder) as it:
-                logs = [(int(m.group(1)), e.path) for e in it if (m := _LOG_NAME.match(e.name))]
-        except FileNotFoundError:
-            return None
-        if not logs:
-            return None
-        version, path = max(logs)
-        try:
-            return version, os.stat(path).st_mtime
-        except FileNotFoundError:  # vacuumed between the listing and the stat: look again
-            return self._newest_commit(name)
-
-    def _table_versions(self, names: set[str]) -> dict[str, int | None]:
-        curated = self._curated_versions()
-        found: dict[str, int | None] = {n: curated.get(n) for n in names if n in CURATED}
-        if names & set(PIPELINE):
-            version, _ = self._pipeline_tables()
-            found.update({n: version for n in names if n in PIPELINE})
-        return found
-
-    def _load(self, name: str) -> _Loaded | None:
-        """The curated table at its current version (read once per version)."""
-        version = self._curated_versions().get(name)
-        if version is None:
-            return None
-        with self._lock:
-            loaded = self._loaded.get(name)
-            if loaded is not None and loaded.version >= version:
-                return loaded
-        with self._table_locks[name]:
-            with self._lock:
-                loaded = self._loaded.get(name)
-                if loaded is not None and loaded.version >= version:
-                    return loaded
-            from deltalake import DeltaTable
-
-            uri = self.lake.uri("curated", name)
-            began = time.perf_counter()
-            with self.lake.translate_errors("read", uri):
-                table = DeltaTable(uri, version=version,
-                                   storage_options=self.lake.storage_options
-                                   ).to_pyarrow_dataset().to_table()
-            log.info("bi.table_loaded", table=name, version=version, rows=table.num_rows,
-                     seconds=round(time.perf_counter() - began, 3))
-            loaded = _Loaded(version, table)
-            with self._lock:
-                self._loaded[name] = loaded
-            return loaded
-
-    def _table(self, name: str, version: int | None) -> pa.Table | None:
-        if version is None:
-            return None
-        if name in PIPELINE:
-            return self._pipeline_tables()[1][name]
-        loaded = self._load(name)
-        return None if loaded is None else loaded.table
-
-    def _schema(self, name: str, version: int | None) -> pa.Schema:
-        table = self._table(name, version)
-        if table is None:
-            raise KeyError(name)
-        return table.schema
-
     def _database(self, principal: Principal, names: list[str],
-                  versions: Mapping[str, int | None]) -> duckdb.DuckDBPyConnection:
-        """The database of ``principal``'s role and rules, holding their secured copies of
-        ``names`` at ``versions`` (made now if missing or older)."""
-        key = (principal.role, row_security.rules_key(principal))
+                  versions: Mapping[str, int | None]
+                  ) -> tuple[duckdb.DuckDBPyConnection, dict[str, pa.Table]]:
+        """Where ``principal``'s queries over ``names`` run: the database of their row rules
+        (shared by every role with the same rules: it holds the secured copies of the tables
+        without identity columns, as native tables, made now if missing or older), and the
+        role's own copies of the tables with identity (small; registered per query)."""
+        key = row_security.rules_key(principal)
         with self._lock:
             store = self._databases.get(key)
             if store is None:
@@ -575,16 +468,33 @@ class BiEngine:
             self._databases.move_to_end(key)
             while len(self._databases) > SECURED_DATABASES:
                 self._databases.popitem(last=False)  # closed once its last cursor is gone
+        per_role: dict[str, pa.Table] = {}
         for name in names:
             version = versions[name]
             if version is None:
                 continue
-            store.ensure(name, version, partial(self._secure, name, version, principal))
-        return store.database
+            if row_security.masked_columns(self.tables.schema(name, version), TABLES[name]):
+                per_role[name] = self._secured_copy(name, version, principal)
+            else:  # the same for every role: rules only
+                store.ensure(name, version, partial(self._secure, name, version, principal))
+        return store.database, per_role
+
+    def _secured_copy(self, name: str, version: int, principal: Principal) -> pa.Table:
+        key = (name, version, principal.role, row_security.rules_key(principal))
+        with self._lock:
+            if key in self._secured:
+                self._secured.move_to_end(key)
+                return self._secured[key]
+        secured = self._secure(name, version, principal)
+        with self._lock:
+            self._secured[key] = secured
+            while len(self._secured) > SECURED_ENTRIES:
+                self._secured.popitem(last=False)
+        return secured
 
     def _secure(self, name: str, version: int, principal: Principal) -> pa.Table:
         """``principal``'s copy of table ``name`` at ``version`` (row rules, masks)."""
-        table = self._table(name, version)
+        table = self.tables.table(name, version)
         if table is None:
             raise KeyError(name)
         began = time.perf_counter()
@@ -592,34 +502,6 @@ class BiEngine:
         log.debug("bi.secured", table=name, version=version, role=principal.role,
                   rows=secured.num_rows, seconds=round(time.perf_counter() - began, 3))
         return secured
-
-    def _pipeline_tables(self) -> tuple[int, dict[str, pa.Table]]:
-        """The in-memory ``pipeline_*`` tables, rebuilt when the status file or a curated
-        version changed, or every few seconds (changes waiting in the log)."""
-        try:
-            stamp = self.status_path.stat().st_mtime_ns if self.status_path else None
-        except FileNotFoundError:
-            stamp = None
-        key = (stamp, tuple(sorted(self._curated_versions().items())))
-        with self._lock:
-            fresh = time.monotonic() - self._pipeline_at < PIPELINE_REFRESH_SECONDS
-            if self._pipeline is not None and key == self._pipeline_key and fresh:
-                return self._pipeline
-        status: dict[str, Any] = {}
-        if self.status_path is not None:
-            with suppress(FileNotFoundError, json.JSONDecodeError):
-                status = json.loads(self.status_path.read_text())
-        tables = build_pipeline_tables(self.lake, status)
-        with self._lock:
-            previous = self._pipeline
-            if previous is not None and all(previous[1][n].equals(tables[n]) for n in tables):
-                version = previous[0]
-            else:
-                version = (previous[0] + 1) if previous else 0
-            self._pipeline = (version, tables)
-            self._pipeline_key = key
-            self._pipeline_at = time.monotonic()
-            return self._pipeline
 
     def _cache_get(self, key: tuple[Any, ...]) -> VisualResult | None:
         with self._lock:

@@ -10,11 +10,12 @@ The security of the BI tier is here, and it is done *before* DuckDB sees any dat
    https://docs.aws.amazon.com/quicksight/latest/user/restrict-access-to-a-data-set-using-row-level-security.html),
    then every identity column replaced by :data:`~tierlake.bi.model.MASK` for a role that may
    not see who a customer is. Done with pyarrow compute, so no SQL text can undo it.
-3. The secured copies go into a DuckDB database of their own, one per role and rules
-   (:class:`SecuredDatabase`), which holds nothing else, with file access and Python
-   replacement scans off and its configuration locked (``SET lock_configuration=true``), so
-   a query can neither read a file, nor reach a Python variable holding the unsecured
-   table, nor another principal's rows.
+3. The secured copies go into a DuckDB database of their own, one per set of row rules
+   (:class:`SecuredDatabase`), which holds nothing else and no identity at all (a table
+   with identity columns is registered by each query's own cursor, as the role's copy),
+   with file access and Python replacement scans off and its configuration locked
+   (``SET lock_configuration=true``), so a query can neither read a file, nor reach a Python
+   variable holding the unsecured table, nor another principal's rows or identities.
 4. The page's filters (date range, categories, drill) are views named after the tables over
    the secured relations (:func:`filter_conditions`); their values are dates made by Python
    or strings matched against the known set and quoted, never text from the URL pasted in.
@@ -135,9 +136,12 @@ def open_database() -> duckdb.DuckDBPyConnection:
 
 
 class SecuredDatabase:
-    """One principal kind's (role and rules) DuckDB database: it holds only their secured
-    copies, as native DuckDB tables ``secured_<name>`` (scans of native tables are ~3x faster
-    than of registered Arrow, and a query's cursor then costs no registration).
+    """The DuckDB database of one set of row rules: it holds only copies filtered by those
+    rules of the tables *without* identity columns (the same for every role), as native
+    DuckDB tables ``secured_<name>`` (scans of native tables are ~3x faster than of
+    registered Arrow, and a query's cursor then costs no registration). Tables with
+    identity columns never enter it: each query registers its role's (masked or not) copy
+    on its own cursor.
 
     The copies are replaced when a table's version changes (``CREATE OR REPLACE``: queries
     running on the old one finish on it). Every query runs on its own cursor, where the
@@ -168,12 +172,18 @@ class SecuredDatabase:
 
 
 def open_connection(database: duckdb.DuckDBPyConnection, names: Iterable[str],
-                    views: Mapping[str, list[str]] | None = None) -> duckdb.DuckDBPyConnection:
+                    views: Mapping[str, list[str]] | None = None, *,
+                    registered: Mapping[str, pa.Table] | None = None
+                    ) -> duckdb.DuckDBPyConnection:
     """A cursor of ``database`` (a :class:`SecuredDatabase`'s) where each of ``names`` is a
     temporary view over its secured copy, narrowed by ``views[name]`` (the page's filters;
-    none for the SQL page). Temporary views are the cursor's own: no other query sees them."""
+    none for the SQL page). ``registered`` are copies this cursor alone holds (the role's
+    copies of tables with identity), registered as ``secured_<name>``. Temporary views and
+    registrations are the cursor's own: no other query sees them."""
     con = database.cursor()
     try:
+        for name, table in (registered or {}).items():
+            con.register(f"secured_{name}", table)
         for name in names:
             where = (views or {}).get(name) or []
             clause = f" WHERE {' AND '.join(where)}" if where else ""
