@@ -204,6 +204,8 @@ def test_an_admin_browses_filters_drills_downloads_and_queries(browser: Any,
     page.goto(f"{bi.url}/bi/dashboards/sales")
     _ready(page)
     whole = _kpi(page, "revenue")
+    change = page.locator("[data-visual=revenue] [data-testid=kpi-change]")
+    expect(change).to_have_text(re.compile(r"^[▲▼▬] [+-]?[\d,.]+ % vs previous period$"))
     end = page.get_by_test_id("filter-end").input_value()
     page.get_by_test_id("filter-start").fill(end)
     page.get_by_test_id("apply-filters").click()
