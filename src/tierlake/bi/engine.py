@@ -39,6 +39,7 @@ from tierlake.bi.figures import build_figure
 from tierlake.bi.lake_tables import LakeTables
 from tierlake.bi.model import (
     Dashboard,
+    Engine,
     FilterError,
     Filters,
     Freshness,
@@ -597,3 +598,7 @@ def _json_value(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _json_value(v) for k, v in value.items()}
     return value
+
+
+def _implements(engine: BiEngine) -> Engine:
+    return engine  # mypy checks here that BiEngine is the model's Engine

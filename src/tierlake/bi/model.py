@@ -222,6 +222,11 @@ class QueryRefused(ValueError):
     says why and what is allowed."""
 
 
+class QueryError(ValueError):
+    """A SQL page query DuckDB could not run (syntax, unknown column, time limit); the
+    message is DuckDB's, or says which limit stopped it."""
+
+
 class UnknownDashboard(KeyError):
     pass
 
@@ -233,10 +238,12 @@ class Engine(Protocol):
 
     def dashboard(self, dashboard_id: str) -> Dashboard: ...  # raises UnknownDashboard
 
-    def parse_filters(self, dashboard: Dashboard, params: Mapping[str, str]) -> Filters:
+    def parse_filters(self, dashboard: Dashboard, params: Mapping[str, str],
+                      principal: Principal | None = None) -> Filters:
         """The URL's query parameters -> Filters; defaults when absent (the last
         ``default_days`` days ending at the newest data); raises FilterError with a message
-        fit for the page (reversed dates, bad dates, unknown category...)."""
+        fit for the page (reversed dates, bad dates, unknown category...). With
+        ``principal``, a category they may not see reads as unknown (pass it)."""
         ...
 
     def categories(self, principal: Principal) -> list[tuple[str, str]]: ...  # (slug, name)
@@ -252,6 +259,6 @@ class Engine(Protocol):
         """Drill-to-detail: the rows behind one point (``value`` of the drill column)."""
         ...
 
-    def sql(self, text: str, principal: Principal) -> QueryResult: ...  # QueryRefused
+    def sql(self, text: str, principal: Principal) -> QueryResult: ...  # QueryRefused, QueryError
 
     def freshness(self) -> Freshness: ...

@@ -14,7 +14,9 @@ import re
 
 import duckdb
 
-from tierlake.bi.model import QueryRefused
+from tierlake.bi.model import QueryError, QueryRefused
+
+__all__ = ["ALLOWED", "QueryError", "check_select", "explain_error"]
 
 ALLOWED = ("only read-only SELECT queries over the curated tables are allowed here (one "
            "statement; WITH, DESCRIBE and SHOW work too)")
@@ -35,11 +37,6 @@ _EXTENSION = re.compile(r'with name "?([\w.]+)"? is not in the catalog, but it e
                         r"(\w+) extension")
 
 _MISSING_TABLE = re.compile(r"Table with name (.+?) does not exist")
-
-
-class QueryError(ValueError):
-    """A SQL page query DuckDB could not run (syntax, unknown column, time limit); the
-    message is DuckDB's, or says which limit stopped it."""
 
 
 def check_select(con: duckdb.DuckDBPyConnection, text: str) -> str:
