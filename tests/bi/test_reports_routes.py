@@ -192,3 +192,17 @@ def test_without_chromium_the_pdf_link_says_what_to_install(
     r = admin.get("/bi/dashboards/sales/report.pdf")
     assert r.status_code == 503
     assert "apt-get install -y chromium" in r.text and "<title>" in r.text
+
+
+def test_a_category_manager_cannot_export_another_category(app_client: TestClient,
+                                                           lake: ReportsLake,
+                                                           engine: BiEngine) -> None:
+    slugs = sorted(dict(engine.categories(Principal(email="a@tierlake.test", role="admin"))))
+    users = UserStore(lake.settings.resolved_bi_database_url)
+    users.add_user("manager@tierlake.test", "manager-password-1", role="analyst")
+    users.set_rule("category_slug", [slugs[0]], user="manager@tierlake.test")
+    _login(app_client, "manager@tierlake.test", "manager-password-1")
+    theirs = app_client.get(f"/bi/dashboards/sales/report.html?category={slugs[0]}")
+    assert theirs.status_code == 200
+    other = app_client.get(f"/bi/dashboards/sales/report.html?category={slugs[1]}")
+    assert other.status_code == 400 and "unknown category" in other.text
