@@ -392,6 +392,14 @@ class BiConfig(Section):
     alert_check_seconds: float = Field(
         60.0, gt=0, description="How often the BI tier evaluates alerts and due reports.",
     )
+    alerts_file: Path | None = Field(
+        None,
+        description=(
+            "Alerts and scheduled reports, declared as data in a TOML file (see "
+            "`docs/bi-alerts.example.toml`). Empty: `<data_dir>/bi-alerts.toml`; no file there "
+            "means no alerts and no reports."
+        ),
+    )
 
 
 class AuthConfig(Section):
