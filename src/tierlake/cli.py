@@ -44,8 +44,11 @@ db_app.command("failover")(cluster_failover)
 
 app.add_typer(fleet_app, name="fleet")
 from tierlake.cli_bi import bi_app  # noqa: E402 - its commands join the app here
+from tierlake.cli_bi_reports import bi_reports_app, mail_app  # noqa: E402
 
+bi_app.add_typer(bi_reports_app)  # `bi report`, `bi alerts ...` beside `bi user`, `bi rule`
 app.add_typer(bi_app, name="bi")
+app.add_typer(mail_app, name="mail")
 
 EngineOpt = Annotated[
     Literal["duckdb", "spark"] | None,

@@ -33,7 +33,7 @@ from tierlake import __version__
 from tierlake.asgi.body_limit import BodyLimitMiddleware, BodyTooLargeError
 from tierlake.asgi.request_id import RequestIdMiddleware
 from tierlake.asgi.security_headers import SecurityHeadersMiddleware, security_headers
-from tierlake.bi import api, docs, pages
+from tierlake.bi import api, docs, pages, report_routes
 from tierlake.bi.auth import (
     Forbidden,
     LoginRequired,
@@ -235,6 +235,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     docs.install_docs(app, PREFIX)
     app.include_router(api.router, prefix=f"{PREFIX}/api")
     app.include_router(pages.router, prefix=PREFIX)
+    app.include_router(report_routes.router, prefix=PREFIX)
     return app
 
 

@@ -191,6 +191,10 @@ class Supervisor:
         self.scheduler = PipelineScheduler(  # its runs (processes) on the cluster's endpoints
             settings, env=self.db_cluster.environment if self.db_cluster else None)
         self.components.append(self.scheduler)
+        if "bi" in self.paths:  # alerts checked once for every BI instance, and the catcher
+            from tierlake.bi.notifications import BiNotifications
+
+            self.components.append(BiNotifications(settings))
         self._started: list[Component] = []
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -373,7 +377,10 @@ class Supervisor:
             return []
         fleet = self.settings.fleet
         return [f"BI (dashboards): {self.url(FRONT_TIER)}/bi/ (also {self.url('bi')}/bi/); "
-                f"{fleet.bi_min}-{fleet.bi_max} instances; log in as the admin above"]
+                f"{fleet.bi_min}-{fleet.bi_max} instances; log in as the admin above"] + (
+            [f"Mail catcher (reports and alerts): SMTP {self.settings.bi.smtp_host}:"
+             f"{self.settings.bi.smtp_port}; what it caught: {self.url(FRONT_TIER)}/bi/mail"]
+            if self.settings.bi.mail_catcher else [])
 
     def run(self, on_ready: Callable[[], None] | None = None) -> None:
         """Start everything and supervise until SIGINT/SIGTERM (on uvloop when installed)."""
