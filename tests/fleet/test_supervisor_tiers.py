@@ -52,8 +52,9 @@ def test_one_bi_group_behind_both_listeners(supervisor: Supervisor) -> None:
     assert bi.balancer.scheme == "internet-facing"
     assert supervisor.paths["app"].balancer.scheme == "internal"
     assert bi.balancer.listeners[0].port == Settings().bi_port
-    [line] = supervisor.banner_lines()
+    line, mail = supervisor.banner_lines()
     assert "/bi/" in line and "1-2 instances" in line
+    assert f"SMTP 127.0.0.1:{Settings().bi.smtp_port}" in mail and "/bi/mail" in mail
 
 
 def test_bi_group_size_comes_from_the_fleet_settings() -> None:
