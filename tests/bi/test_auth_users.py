@@ -89,6 +89,17 @@ def test_the_first_admin_is_made_once(store: UserStore) -> None:
     assert [u.email for u in store.list_users()] == ["boss@example.com"]
 
 
+def test_a_first_start_on_a_new_data_dir_makes_its_folder(tmp_path: Path) -> None:
+    """`tierlake serve bi` before anything else ran: no traceback about the SQLite file."""
+    fresh = UserStore(f"sqlite:///{tmp_path / 'new' / 'var' / 'bi.db'}")
+    try:
+        fresh.create_tables()
+        assert fresh.ensure_admin("boss@example.com", "first-password-1") is True
+    finally:
+        fresh.dispose()
+    assert (tmp_path / "new" / "var" / "bi.db").is_file()
+
+
 def _cli(*args: str, data_dir: Path, stdin: str | None = None) -> Result:
     """In-process (``tierlake bi`` as the main CLI mounts it), with its own data dir."""
     os.environ["TIERLAKE_DATA_DIR"] = str(data_dir)

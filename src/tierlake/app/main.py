@@ -18,9 +18,9 @@ from tierlake import __version__
 from tierlake.app.cache import Cache, cache_for
 from tierlake.app.docs import install_docs
 from tierlake.app.errors import error_body, install_error_handlers
-from tierlake.app.middleware import RequestLogMiddleware
 from tierlake.app.ratelimit.login import login_limiter_for
 from tierlake.app.routes import accounts, admin, cart, catalogue, health, orders
+from tierlake.asgi.access_log import AccessLogMiddleware
 from tierlake.asgi.body_limit import BodyLimitMiddleware, BodyTooLargeError
 from tierlake.asgi.request_id import RequestIdMiddleware
 from tierlake.asgi.security_headers import SecurityHeadersMiddleware, security_headers
@@ -67,7 +67,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None,
         middleware=[  # outermost first
             Middleware(RequestIdMiddleware),
             Middleware(SecurityHeadersMiddleware, headers=security_headers(API_CSP)),
-            Middleware(RequestLogMiddleware),
+            Middleware(AccessLogMiddleware),
             Middleware(BodyLimitMiddleware, max_bytes=settings.limits.app_max_body_bytes,
                        too_large=_too_large),
         ],

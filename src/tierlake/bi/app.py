@@ -30,6 +30,7 @@ from starlette.middleware import Middleware
 from starlette.types import Scope
 
 from tierlake import __version__
+from tierlake.asgi.access_log import AccessLogMiddleware
 from tierlake.asgi.body_limit import BodyLimitMiddleware, BodyTooLargeError
 from tierlake.asgi.request_id import RequestIdMiddleware
 from tierlake.asgi.security_headers import SecurityHeadersMiddleware, security_headers
@@ -42,7 +43,7 @@ from tierlake.bi.auth import (
     csrf_cookie_value,
     login_limiter_for,
 )
-from tierlake.bi.middleware import AccessLogMiddleware, CsrfCookieMiddleware
+from tierlake.bi.middleware import CsrfCookieMiddleware, quiet
 from tierlake.bi.model import Engine
 from tierlake.bi.users import UserStore
 from tierlake.config import Settings, get_settings
@@ -181,7 +182,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         middleware=[  # outermost first
             Middleware(RequestIdMiddleware),
             Middleware(SecurityHeadersMiddleware, headers=security_headers(BI_CSP)),
-            Middleware(AccessLogMiddleware),
+            Middleware(AccessLogMiddleware, logger="tierlake.bi", event="bi.request",
+                       quiet=quiet),
             Middleware(CsrfCookieMiddleware, cookie_path=PREFIX),
             Middleware(BodyLimitMiddleware, max_bytes=MAX_BODY, too_large=_too_large),
         ],

@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import structlog
 from argon2 import PasswordHasher
@@ -43,6 +44,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from tierlake.bi.model import Principal, Role
@@ -115,6 +117,9 @@ class UserStore:
 
     def __init__(self, url: str) -> None:
         args = {"check_same_thread": False} if url.startswith("sqlite") else {}
+        database = make_url(url).database if url.startswith("sqlite") else None
+        if database and database != ":memory:":  # a first start on a new data_dir
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
         self.engine: Engine = create_engine(url, connect_args=args, pool_pre_ping=True)
 
     def create_tables(self) -> None:
