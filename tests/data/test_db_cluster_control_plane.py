@@ -54,11 +54,13 @@ def test_db_cluster_runs_in_the_control_plane_before_the_app_tier() -> None:
         await component.start()
         try:
             lags: list[float] = []
-            for _ in range(100):  # the sampler's first datum
+            # The sampler's first datum once replication runs: until the standby's threads
+            # have connected it reads -1, as RDS reports a stopped replication.
+            for _ in range(300):
                 lags = [s.latest for s in supervisor.metrics.series()
                         if (s.namespace, s.name) == ("AWS/RDS", "ReplicaLag")
                         and s.dimensions == {"DBInstanceIdentifier": cluster.standby.name}]
-                if lags:
+                if lags and lags[0] >= 0.0:
                     break
                 await asyncio.sleep(0.1)
             await cluster.failover()
