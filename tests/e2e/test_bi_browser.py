@@ -14,7 +14,6 @@ import csv
 import io
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -39,12 +38,6 @@ from tierlake.seed import seed_store
 pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-LAUNCH_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1 , EXCLUDE localhost",
-]
 NOW = datetime(2026, 3, 20, 15, 45, tzinfo=UTC)  # the seeded history's end (pinned)
 ADMIN = ("admin@tierlake.local", "admin-password")  # the first admin: local-mode defaults
 ANALYST = ("analyst@bi.example", "analyst-password-1")
@@ -121,21 +114,6 @@ def bi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BiSystem]:
             proc.wait(timeout=5)
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    executable = CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium")
-    if not executable:
-        message = "chromium is not installed: apt-get install -y chromium"
-        if os.environ.get("TIERLAKE_REQUIRE_SERVICES") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        launched = pw.chromium.launch(executable_path=executable, headless=True,
-                                      args=LAUNCH_ARGS)
-        yield launched
-        launched.close()
 
 
 def _page(browser: Any, errors: list[str]) -> Any:

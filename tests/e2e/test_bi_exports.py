@@ -7,7 +7,6 @@ The downloaded report and PDF are kept in test-artifacts/ for a person to look a
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -25,14 +24,6 @@ from reports_lake import ReportsLake, build_lake, free_port
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 SERVER = Path(__file__).with_name("bi_exports_server.py")
-CHROMIUM = "/usr/bin/chromium"
-LAUNCH_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1 , EXCLUDE localhost",
-]
-
-
 @dataclass
 class BiServer:
     url: str
@@ -76,20 +67,6 @@ def bi_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BiServer]:
             proc.wait()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    executable = CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium")
-    if not executable:
-        message = "chromium is not installed: apt-get install -y chromium"
-        if os.environ.get("TIERLAKE_REQUIRE_SERVICES") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=executable, headless=True, args=LAUNCH_ARGS)
-        yield browser
-        browser.close()
 
 
 def test_export_a_dashboard_as_html_and_pdf(browser, bi_server: BiServer) -> None:

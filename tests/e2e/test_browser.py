@@ -7,40 +7,14 @@ The order page's screenshot is kept in test-artifacts/ for a person to look at.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 pytestmark = pytest.mark.browser
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-LAUNCH_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-    # Never look up hosts outside this machine.
-    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1 , EXCLUDE localhost",
-]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    executable = CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium")
-    if not executable:
-        message = "chromium is not installed: apt-get install -y chromium"
-        if os.environ.get("TIERLAKE_REQUIRE_SERVICES") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=executable, headless=True, args=LAUNCH_ARGS)
-        yield browser
-        browser.close()
 
 
 def test_register_browse_buy_and_see_the_order(browser, seeded_system) -> None:
