@@ -554,7 +554,9 @@ class Settings(BaseSettings):
         ),
         repr=False,  # it may hold a password
     )
-    database_pool_size: int = Field(10, ge=1, description="Connections kept per app-tier process.")
+    database_pool_size: int = Field(
+        10, ge=1, description="Connections kept per app-tier process, and its worker threads: "
+        "the requests it runs on the database at once.")
     database_replica_urls: list[str] = Field(
         [],
         description=(

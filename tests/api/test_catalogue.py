@@ -69,3 +69,25 @@ def test_bad_paging_is_422_with_field_errors(api) -> None:
     assert r.status_code == 422
     fields = {f["field"] for f in r.json()["error"]["fields"]}
     assert fields == {"query.page", "query.page_size"}
+
+
+def test_listing_sends_what_the_page_model_would(api, db) -> None:
+    """The listing is serialised from its columns without the model: the bytes must be the
+    model's own JSON, non-ASCII names, a sold-out and a retired product included."""
+    from tierlake.app.schemas import Page, ProductPublic
+    from tierlake.app.services import catalogue
+
+    api.product(name="Crème brûlée torch", category="kitchen", stock=0)
+    retired = api.product(name="Ōkami artbook", category="books", stock=3)
+    api.product(name="Plain kettle", category="kitchen", stock=5)
+    r = api.client.delete(f"/api/v1/admin/products/{retired['id']}", headers=api.admin)
+    assert r.status_code in (200, 204), r.text
+    for filters in ({}, {"include_retired": True}, {"category": "kitchen"}, {"q": "crème"}):
+        sent = db.run(lambda conn, f=filters: catalogue.listing_json(conn, **f))
+        model = db.run(lambda conn, f=filters: Page[ProductPublic].model_validate(
+            catalogue.listing(conn, **f)))
+        assert sent == model.model_dump_json().encode(), filters
+        assert model.total >= 1, filters
+    over_http = api.client.get("/api/v1/products", params={"q": "crème"}).json()
+    assert [(p["name"], p["in_stock"]) for p in over_http["items"]] == [
+        ("Crème brûlée torch", False)]

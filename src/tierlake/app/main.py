@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from contextlib import asynccontextmanager
 
+from anyio import to_thread
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from starlette.middleware import Middleware
@@ -47,6 +48,11 @@ def create_app(settings: Settings | None = None, db: Database | None = None,
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
+        # As many worker threads as pooled connections: with more (anyio's default is 40),
+        # the threads beyond the pool opened and closed a connection per request (SQLite
+        # ran its PRAGMAs, PyMySQL a handshake and an SSL context): half the CPU of a
+        # catalogue page on MariaDB (docs/benchmarks.md).
+        to_thread.current_default_thread_limiter().total_tokens = settings.database_pool_size
         yield
         if owns_cache:
             app_cache.close()

@@ -46,7 +46,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
@@ -96,6 +96,8 @@ def create_db_engine(url: str, pool_size: int = 10, *,
     kwargs: dict[str, Any] = {"pool_pre_ping": False, "pool_reset_on_return": None}
     if backend == "sqlite":
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        if parsed.database not in (None, "", ":memory:"):
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size)
     elif backend in ("mysql", "mariadb"):
         kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=3600,
                       isolation_level="READ COMMITTED")
@@ -368,6 +370,13 @@ class Database:
             self.monitor.start()
         # Per thread: whether the request running in :meth:`run` has begun a write.
         self._local = threading.local()
+        # SQLite has one writer at a time. Its busy handler waits for the lock by sleeping
+        # (1, 2, 5 ... 100 ms), so threads racing for it slept through locks freed long
+        # before: under 32 concurrent checkouts most of the time (docs/benchmarks.md). This
+        # process's writers queue on a lock instead and wake as it is freed; other processes
+        # on the same file still meet the busy handler.
+        self._writer: AbstractContextManager[object] = (
+            threading.RLock() if self.backend == "sqlite" else nullcontext())
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(
             self.engine.execution_options(sqlite_begin="IMMEDIATE"), expire_on_commit=False
@@ -381,7 +390,7 @@ class Database:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A write session committed on success, rolled back on error (no retry)."""
-        with self.translate_errors(), self._write() as session, session.begin():
+        with self.translate_errors(), self._writer, self._write() as session, session.begin():
             yield session
 
     def write(self, fn: Callable[[Session], T], attempts: int = 4) -> T:
@@ -496,7 +505,7 @@ class Database:
         try:
             for attempt in range(1, attempts + 1):
                 try:
-                    with conn.begin():
+                    with self._writer, conn.begin():
                         return fn(conn)
                 except DBAPIError as exc:
                     if attempt == attempts or not is_transient(exc):

@@ -68,9 +68,9 @@ async def list_products(
 ) -> Response:
     """Products on sale, filtered by category and search words, one page at a time."""
     def load(searching: bool = False) -> bytes:
-        return db.run(lambda conn: catalogue.list_products(
+        return db.run(lambda conn: catalogue.listing_json(
             conn, category=category, q=q, page=page, page_size=page_size, sort=sort,
-        ), **(STALE_OK if searching else CACHE_FILL)).model_dump_json().encode()
+        ), **(STALE_OK if searching else CACHE_FILL))
 
     if q is not None and q.strip():
         return _json(await run_in_threadpool(load, True))
