@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from tierlake.app.deps import DB, AppCache, AppSettings, BearerToken, CurrentCustomer
+from tierlake.app.deps import DB, BearerToken, CurrentCustomer
 from tierlake.app.routes.ids import OrderId
 from tierlake.app.schemas import ErrorResponse, OrderCreate, OrderPublic, Page
 from tierlake.app.services import orders
@@ -37,12 +37,13 @@ IdempotencyKey = Annotated[str, Header(
     413: {"model": ErrorResponse, "description": "The body is too large."},
     422: {"model": ErrorResponse, "description": "Invalid body, or `idempotency_key_reused`: "
           "the key was used with a different request."}})
-async def place_order(db: DB, cache: AppCache, settings: AppSettings, token: BearerToken,
-                      body: OrderCreate, idempotency_key: IdempotencyKey) -> Response:
+async def place_order(request: Request, token: BearerToken, body: OrderCreate,
+                      idempotency_key: IdempotencyKey) -> Response:
     """Check out the cart: takes stock atomically and empties the cart."""
+    state = request.app.state  # not three dependencies: FastAPI solves each per request
     order, created = await run_in_threadpool(
-        orders.checkout, db, cache, token, idempotency_key, body,
-        settings.limits.idempotency_lease_seconds)
+        orders.checkout, state.db, state.cache, token, idempotency_key, body,
+        state.settings.limits.idempotency_lease_seconds)
     return Response(order.model_dump_json(), status_code=201 if created else 200,
                     media_type="application/json",
                     headers={"Location": f"/api/v1/orders/{order.id}"})
