@@ -23,6 +23,11 @@ SMALL_BATCHES = ExtractConfig(batch_rows=25, parallel_reads=2)
 def test_key_ranges_cover_every_key_once_and_stay_few() -> None:
     assert key_ranges(5, 4, 10) == []
     assert key_ranges(1, 25, 10) == [(1, 11), (11, 21), (21, 26)]
+    # ids 1 and 10^12 in a table of 13 rows: one query, not thousands of empty ranges
+    assert key_ranges(1, 10**12, 100, rows=13) == [(1, 10**12 + 1)]
+    # keys dense: the row count changes nothing
+    assert key_ranges(1, 25, 10, rows=25) == key_ranges(1, 25, 10)
+    assert key_ranges(1, 10**6, 100, rows=10**6) == key_ranges(1, 10**6, 100)
     sparse = key_ranges(1, 10**15, 100)  # ids 1 and 10^15: not 10^13 queries
     assert len(sparse) <= MAX_RANGES
     assert sparse[0][0] == 1 and sparse[-1][1] == 10**15 + 1

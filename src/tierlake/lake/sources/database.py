@@ -311,10 +311,11 @@ class _TableRun:
                 or not isinstance(spec.declared.get(spec.pk[0]), sqltypes.Integer)):
             return sql
         key = self.q(spec.pk[0])
-        lo, hi = self.src.row(f"SELECT min({key}), max({key}) FROM {self.q(spec.name)}")
+        lo, hi, rows = self.src.row(
+            f"SELECT min({key}), max({key}), count(*) FROM {self.q(spec.name)}")
         if not isinstance(lo, int) or not isinstance(hi, int):
             return sql  # empty, or SQLite holding something else than integers
-        ranges = reads.key_ranges(lo, hi, self.src.batch_rows)
+        ranges = reads.key_ranges(lo, hi, self.src.batch_rows, int(rows))
         if len(ranges) <= 1:
             return sql
         return [f"{sql} WHERE {key} >= {a} AND {key} < {b}" for a, b in ranges]

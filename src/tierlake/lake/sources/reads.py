@@ -22,12 +22,18 @@ import pyarrow as pa
 MAX_RANGES = 4096
 
 
-def key_ranges(lo: int, hi: int, rows_per_range: int) -> list[tuple[int, int]]:
-    """Half-open ranges ``[a, b)`` covering ``lo..hi`` (at most :data:`MAX_RANGES`)."""
+def key_ranges(lo: int, hi: int, rows_per_range: int, rows: int | None = None
+               ) -> list[tuple[int, int]]:
+    """Half-open ranges ``[a, b)`` covering ``lo..hi`` (at most :data:`MAX_RANGES`).
+
+    With ``rows`` (how many rows the table holds), as many ranges as ``rows`` needs at
+    ``rows_per_range`` each: keys far apart (ids 1 and 9*10^11) are one range, not
+    thousands of empty ones, each a query and, for ConnectorX, a connection."""
     if hi < lo:
         return []
     span = hi - lo + 1
-    width = max(rows_per_range, -(-span // MAX_RANGES))
+    count = MAX_RANGES if rows is None else min(MAX_RANGES, max(1, -(-rows // rows_per_range)))
+    width = max(rows_per_range, -(-span // count))
     return [(a, min(a + width, hi + 1)) for a in range(lo, hi + 1, width)]
 
 
