@@ -38,8 +38,6 @@ CACHE_FILL: dict[str, bool] = {"stale_ok": True, "read_your_writes": True}
 router = APIRouter(tags=["catalogue"])
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse}}
 
-PageNo = Annotated[int, Query(ge=1, le=100_000, description="1-based page number.")]
-PageSize = Annotated[int, Query(ge=1, le=100, description="Items per page.")]
 _CATEGORIES = TypeAdapter(list[CategoryPublic])
 
 
