@@ -12,11 +12,12 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, event, func, select, text
+from sqlalchemy import Connection, create_engine, event, func, insert, select, text
 from sqlalchemy.pool import NullPool
 
 from tierlake.app.main import create_app
@@ -27,9 +28,9 @@ from tierlake.errors import DatabaseUnavailableError
 
 pytestmark = pytest.mark.timeout(120)
 
-# The token lookup 1, the idempotency hold 4, the checkout transaction n + 6
+# The hold 3 (token lookup, cart with its lines, the hold), the checkout transaction n + 6
 # (tierlake.app.services.orders explains each).
-CONSTANT = 11
+CONSTANT = 9
 
 
 @contextmanager
@@ -138,11 +139,40 @@ def test_a_dead_pooled_connection_costs_a_read_nothing_and_a_write_a_clean_503(d
             assert r.status_code == 200, r.text
             assert client.get("/ready").json()["status"] == "ok"
 
-            # A write that finds its connection dead is not retried blindly: it fails as
-            # "database unavailable" (a 503 for a client), and the next request works.
+            # A write that finds its connection dead before its COMMIT is run again on a
+            # fresh one: the server dropped the dead session's uncommitted work.
             _kill(database_url, db.backend, _server_id(db))
+            db.run(lambda conn: db.transaction(conn, lambda c: _tombstone(c, "before-commit")))
+            assert _tombstones(db, "before-commit") == 1
+
+            # Once a COMMIT was sent, the request is not run again blindly: a later
+            # statement on a dead connection fails as "database unavailable" (a 503 for a
+            # client), what was committed stays, once, and the next request works.
+            def _two_writes(conn: Connection) -> None:
+                db.transaction(conn, lambda c: _tombstone(c, "committed"))
+                _kill(database_url, db.backend, _server_id_of(conn))
+                db.transaction(conn, lambda c: _tombstone(c, "never"))
+
             with pytest.raises(DatabaseUnavailableError, match="cannot reach the database"):
-                db.run(lambda conn: db.transaction(conn, lambda c: c.execute(text("SELECT 1"))))
+                db.run(_two_writes)
+            assert (_tombstones(db, "committed"), _tombstones(db, "never")) == (1, 0)
             assert client.get("/api/v1/products").status_code == 200
     finally:
         db.dispose()
+
+
+def _server_id_of(conn: Connection) -> int:
+    query = "SELECT pg_backend_pid()" if conn.dialect.name == "postgresql" \
+        else "SELECT CONNECTION_ID()"
+    return int(conn.exec_driver_sql(query).scalar_one())
+
+
+def _tombstone(conn: Connection, key: str) -> None:
+    conn.execute(insert(DeletedRow).values(table_name="dead-connection-test", row_key=key,
+                                           deleted_at=datetime.now(UTC)))
+
+
+def _tombstones(db: Database, key: str) -> int:
+    with db.engine.connect() as conn:
+        return conn.scalar(select(func.count()).select_from(DeletedRow).where(
+            DeletedRow.table_name == "dead-connection-test", DeletedRow.row_key == key)) or 0

@@ -270,7 +270,8 @@ def test_an_admin_browses_filters_drills_downloads_and_queries(browser: Any,
     _ready(page)
     expect(page.locator("#grid")).to_have_attribute("data-draws", "1")
     run_pipeline(bi.settings, progress=False)
-    expect(page.locator("#grid")).to_have_attribute("data-draws", "2", timeout=30_000)
+    # The run commits its tables one by one: the page redraws once or a few times.
+    expect(page.locator("#grid")).not_to_have_attribute("data-draws", "1", timeout=30_000)
     _ready(page)
 
     # A bad filter in the URL is a message on the page, not an error page.

@@ -411,9 +411,11 @@ class Database:
         """Run ``fn`` (one request's database work) on one pooled connection.
 
         One checkout for the whole request: its reads, and the write transactions it opens
-        with :meth:`transaction`. If the connection turns out dead before ``fn`` wrote
-        anything, ``fn`` runs once more on a fresh connection (the pool was invalidated);
-        after a write began, the error is a :class:`DatabaseUnavailableError` instead.
+        with :meth:`transaction`. If the connection turns out dead before ``fn`` sent a
+        COMMIT, ``fn`` runs once more on a fresh connection (the pool was invalidated; the
+        server rolled back what the dead connection had not committed); once a COMMIT was
+        sent, whether it landed is unknown, and the error is a
+        :class:`DatabaseUnavailableError` instead.
 
         ``stale_ok``: ``fn`` only reads, and may read a replica (module docstring);
         ``read_your_writes``: the replica must first have applied everything the primary
@@ -500,13 +502,15 @@ class Database:
         """
         if conn.in_transaction():
             conn.rollback()
-        self._local.wrote = True
         conn.execution_options(sqlite_begin="IMMEDIATE")
         try:
             for attempt in range(1, attempts + 1):
                 try:
                     with self._writer, conn.begin():
-                        return fn(conn)
+                        result = fn(conn)
+                        # The COMMIT is next: if its answer is lost, it may have landed.
+                        self._local.wrote = True
+                        return result
                 except DBAPIError as exc:
                     if attempt == attempts or not is_transient(exc):
                         raise

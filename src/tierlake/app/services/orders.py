@@ -26,13 +26,14 @@ quantity per line); its fingerprint is a SHA-256 of both.
   emptied it: a true retry) or holds what the order holds. Anything else is 422.
 
 Cost, in statements (SQLAlchemy Core, one pooled connection for the whole request,
-``tests/api/test_statements.py`` counts them): the token lookup 1; the hold 4 (lock the
-cart, look for this key's order, read the cart's lines, write the hold); the checkout
-n + 6 for n lines (read the cart with its products, insert the order, n stock updates,
-the lines in one multi-row insert, delete the cart's lines, their tombstones in one
-multi-row insert, clear the hold). The response is built from what was written, not
-read back. A replay inside the checkout transaction is caught by the order's unique
-``(customer_id, idempotency_key)``, not by a look-up first.
+``tests/api/test_statements.py`` counts them): the hold transaction 3 (the token lookup,
+unless the session cache knows the token; the cart locked and read with its lines in one
+statement; the hold written); the checkout n + 6 for n lines (read the cart with its
+products, insert the order, n stock updates, the lines in one multi-row insert, delete the
+cart's lines, their tombstones in one multi-row insert, clear the hold). The response is
+built from what was written, not read back. This key's order is looked for only when the
+cart is empty (a retry after the checkout emptied it) or the checkout hits the order's
+unique ``(customer_id, idempotency_key)`` (a retry after the cart was filled again).
 """
 
 from __future__ import annotations
@@ -114,8 +115,14 @@ _ORDER_LINES = (select(OrderLine.product_id, OrderLine.product_name, OrderLine.q
                        OrderLine.unit_price_cents, OrderLine.line_total_cents)
                 .where(OrderLine.order_id == bindparam("order_id")).order_by(OrderLine.id))
 _CART_OF = select(Cart.id).where(Cart.customer_id == bindparam("customer_id"))
-_LOCK_CART = (select(Cart.id, Cart.checkout_key, Cart.checkout_fingerprint)
-              .where(Cart.customer_id == bindparam("customer_id")).with_for_update())
+# The cart's row locked, with its lines (none: one row of NULLs). PostgreSQL locks only
+# the cart (FOR UPDATE OF carts: the lines are the nullable side of the outer join);
+# MariaDB has no OF and locks the lines read too, which only a change to this cart waits on.
+_LOCK_CART = (select(Cart.id, Cart.checkout_key, Cart.checkout_fingerprint,
+                     CartItem.product_id, CartItem.quantity)
+              .outerjoin(CartItem, CartItem.cart_id == Cart.id)
+              .where(Cart.customer_id == bindparam("customer_id"))
+              .with_for_update(of=Cart))
 _CART_LINES = select(CartItem.product_id, CartItem.quantity).where(
     CartItem.cart_id == bindparam("cart_id"))
 _TAKE_HOLD = (update(Cart)
@@ -162,9 +169,10 @@ def _order_public(row: Any, lines: list[OrderLinePublic]) -> OrderPublic:
                        placed_at=row.placed_at, lines=lines)
 
 
-def _placed(conn: Connection, customer_id: int, key: str, body: OrderCreate
-            ) -> OrderPublic | None:
-    """The order placed with this key, if the request is the same one; None if none was."""
+def _placed(conn: Connection, customer_id: int, key: str, body: OrderCreate,
+            cart: list[tuple[int, int]] | None = None) -> OrderPublic | None:
+    """The order placed with this key, if the request is the same one; None if none was.
+    ``cart``: the cart's lines, when the caller has just read them."""
     order = conn.execute(_ORDER_BY_KEY, {"customer_id": customer_id, "key": key}).first()
     if order is None:
         return None
@@ -173,9 +181,11 @@ def _placed(conn: Connection, customer_id: int, key: str, body: OrderCreate
                              line_total_cents=r.line_total_cents)
              for r in conn.execute(_ORDER_LINES, {"order_id": order.id})]
     ordered = [(line.product_id, line.quantity) for line in lines]
-    cart_id = conn.execute(_CART_OF, {"customer_id": customer_id}).scalar()
-    cart = ([(r.product_id, r.quantity) for r in conn.execute(_CART_LINES, {"cart_id": cart_id})]
-            if cart_id is not None else [])
+    if cart is None:
+        cart_id = conn.execute(_CART_OF, {"customer_id": customer_id}).scalar()
+        cart = ([(r.product_id, r.quantity)
+                 for r in conn.execute(_CART_LINES, {"cart_id": cart_id})]
+                if cart_id is not None else [])
     shipping = {"name": order.ship_name, "address": order.ship_address,
                 "city": order.ship_city, "postcode": order.ship_postcode,
                 "country": order.ship_country}
@@ -190,15 +200,16 @@ def _hold(conn: Connection, customer_id: int, key: str, body: OrderCreate,
     """Hold the cart for this key (committed before the checkout); returns the hold's expiry,
     or the order already placed with this key."""
     # Lock the cart first: a twin's checkout that is committing holds this row, so what we
-    # read next (its order, the emptied cart) is after its commit, never half before.
-    cart = conn.execute(_LOCK_CART, {"customer_id": customer_id}).first()
-    if (existing := _placed(conn, customer_id, key, body)) is not None:
-        return existing
-    if cart is None:
-        raise _empty()
-    lines = [(r.product_id, r.quantity) for r in conn.execute(_CART_LINES, {"cart_id": cart.id})]
+    # read (its order, the emptied cart) is after its commit, never half before.
+    rows = conn.execute(_LOCK_CART, {"customer_id": customer_id}).all()
+    lines = [(r.product_id, r.quantity) for r in rows if r.product_id is not None]
     if not lines:
+        # A retry of a checkout that emptied the cart is answered with its order. (A cart
+        # filled again meets the order's unique key in _place_order instead.)
+        if (existing := _placed(conn, customer_id, key, body, cart=[])) is not None:
+            return existing
         raise _empty()
+    cart = rows[0]
     fingerprint = _fingerprint(body.shipping.model_dump(), lines)
     now = utcnow()
     until = now + timedelta(seconds=lease_seconds)
@@ -231,13 +242,25 @@ def _release(db: Database, conn: Connection, customer_id: int, key: str,
 
 def checkout(db: Database, cache: Cache, token: str | None, key: str, body: OrderCreate,
              lease_seconds: float = 60) -> tuple[OrderPublic, bool]:
-    """The whole checkout request on one pooled connection: authenticate the bearer token
-    (the session cache first), then :func:`place_order`. Once an order is placed (committed),
-    the cache entries showing its products' stock are invalidated; the stock itself is only
-    ever taken in the database, never on the cache's word."""
+    """Check the cart out: the whole request on one pooled connection. Returns the order and
+    whether this call created it.
+
+    The bearer token is looked up (the session cache first) inside the hold's transaction,
+    which saves a transaction of its own. Once an order is placed (committed), the cache
+    entries showing its products' stock are invalidated; the stock itself is only ever taken
+    in the database, never on the cache's word."""
     def _request(conn: Connection) -> tuple[OrderPublic, bool]:
-        customer = session_customer(cache, token, lambda read: read(conn))
-        return _place_order(db, conn, customer.id, key, body, lease_seconds)
+        customer_id = 0
+
+        def _authenticated_hold(c: Connection) -> OrderPublic | datetime:
+            nonlocal customer_id
+            customer_id = session_customer(cache, token, lambda read: read(c)).id
+            return _hold(c, customer_id, key, body, lease_seconds)
+
+        until = db.transaction(conn, _authenticated_hold)
+        if isinstance(until, OrderPublic):
+            return until, False
+        return _place_order(db, conn, customer_id, key, body, until)
 
     order, created = db.run(_request)
     if created:
@@ -245,24 +268,17 @@ def checkout(db: Database, cache: Cache, token: str | None, key: str, body: Orde
     return order, created
 
 
-def place_order(db: Database, customer_id: int, key: str, body: OrderCreate,
-                lease_seconds: float = 60) -> tuple[OrderPublic, bool]:
-    """Check the cart out. Returns the order and whether it was created by this call."""
-    return db.run(lambda conn: _place_order(db, conn, customer_id, key, body, lease_seconds))
-
-
 def _place_order(db: Database, conn: Connection, customer_id: int, key: str, body: OrderCreate,
-                 lease_seconds: float) -> tuple[OrderPublic, bool]:
-    until = db.transaction(conn, lambda c: _hold(c, customer_id, key, body, lease_seconds))
-    if isinstance(until, OrderPublic):
-        return until, False
+                 until: datetime) -> tuple[OrderPublic, bool]:
+    """The checkout transaction, once the cart is held for ``key`` until ``until``."""
     created = False  # a placed order cleared the hold in its own transaction
     try:
         order = db.transaction(conn, lambda c: _place(c, customer_id, key, body))
         created = True
         return order, created
     except IntegrityError:
-        # A twin that took over a lapsed hold placed this key's order first: answer with it.
+        # This key's order exists: a retry whose cart was filled again (the same lines: the
+        # order; others: 422), or a twin that took over a lapsed hold and placed it first.
         existing = _placed(conn, customer_id, key, body)
         if existing is None:
             raise

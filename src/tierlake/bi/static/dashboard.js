@@ -160,15 +160,27 @@
     }
   }
 
+  // A pipeline run commits its tables one after another, so the lake may change several
+  // times in a few seconds: a change that arrives mid-draw is drawn once, after it.
   let draws = 0;
-  function loadAll() {
+  let drawing = false;
+  let again = false;
+  async function loadAll() {
+    if (drawing) { again = true; return; }
+    drawing = true;
     const grid = document.getElementById("grid");
-    grid.dataset.state = "loading";
-    return Promise.all(page.visuals.map(load)).then(() => {
-      draws += 1;
-      grid.dataset.draws = String(draws);  // how many times the page drew (tests, people)
+    try {
+      do {
+        again = false;
+        grid.dataset.state = "loading";
+        await Promise.all(page.visuals.map(load));
+        draws += 1;
+        grid.dataset.draws = String(draws);  // how many times the page drew (tests, people)
+      } while (again);
+    } finally {
+      drawing = false;
       grid.dataset.state = "ready";
-    });
+    }
   }
 
   window.addEventListener("bi:lake-changed", loadAll);
