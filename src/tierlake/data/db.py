@@ -382,6 +382,13 @@ class Database:
             self.engine.execution_options(sqlite_begin="IMMEDIATE"), expire_on_commit=False
         )
 
+    @property
+    def one_writer(self) -> bool:
+        """The database runs one write transaction at a time, whoever asks (SQLite: one
+        lock for the file, across processes): a committed row no other writer can see
+        before this transaction ends is not worth a transaction of its own."""
+        return self.backend == "sqlite"
+
     @contextmanager
     def read(self) -> Iterator[Session]:
         with self.translate_errors(), self._read() as session:

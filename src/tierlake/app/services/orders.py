@@ -25,6 +25,11 @@ quantity per line); its fingerprint is a SHA-256 of both.
   the same: the same shipping body, and a cart that is either empty (the checkout
   emptied it: a true retry) or holds what the order holds. Anything else is 422.
 
+On SQLite, which runs one write transaction at a time, the hold is neither written nor
+needed: the checkout is one transaction (:func:`checkout` says why), n + 6 statements: the
+token lookup, the cart with its hold and its lines' products in one read, then as below
+without the hold's clearing.
+
 Cost, in statements (SQLAlchemy Core, one pooled connection for the whole request,
 ``tests/api/test_statements.py`` counts them): the hold transaction 3 (the token lookup,
 unless the session cache knows the token; the cart locked and read with its lines in one
@@ -41,7 +46,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -115,14 +120,14 @@ _ORDER_LINES = (select(OrderLine.product_id, OrderLine.product_name, OrderLine.q
                        OrderLine.unit_price_cents, OrderLine.line_total_cents)
                 .where(OrderLine.order_id == bindparam("order_id")).order_by(OrderLine.id))
 _CART_OF = select(Cart.id).where(Cart.customer_id == bindparam("customer_id"))
-# The cart's row locked, with its lines (none: one row of NULLs). PostgreSQL locks only
-# the cart (FOR UPDATE OF carts: the lines are the nullable side of the outer join);
-# MariaDB has no OF and locks the lines read too, which only a change to this cart waits on.
+# The cart's row and its lines, locked (no row: no cart, or an empty one). Every table is
+# locked, not the cart alone: PostgreSQL re-reads only the rows it locked once a lock wait
+# ends, so a twin that waited on a checkout's commit must not see its old lines.
 _LOCK_CART = (select(Cart.id, Cart.checkout_key, Cart.checkout_fingerprint,
                      CartItem.product_id, CartItem.quantity)
-              .outerjoin(CartItem, CartItem.cart_id == Cart.id)
+              .join(CartItem, CartItem.cart_id == Cart.id)
               .where(Cart.customer_id == bindparam("customer_id"))
-              .with_for_update(of=Cart))
+              .with_for_update())
 _CART_LINES = select(CartItem.product_id, CartItem.quantity).where(
     CartItem.cart_id == bindparam("cart_id"))
 _TAKE_HOLD = (update(Cart)
@@ -150,6 +155,17 @@ _TAKE_STOCK = (update(Inventory)
                       Inventory.quantity >= bindparam("qty"))
                .values(quantity=Inventory.quantity - bindparam("qty"),
                        updated_at=bindparam("now", type_=Inventory.updated_at.type)))
+# SQLite's one-transaction checkout (see checkout()): the cart, its hold, its lines with
+# their products, in one read (an empty cart: one row, its lines' columns NULL).
+_CART_FOR_CHECKOUT = (select(Cart.id.label("cart_id"), Cart.checkout_key,
+                             Cart.checkout_fingerprint, Cart.checkout_expires_at, CartItem.id,
+                             CartItem.product_id, CartItem.quantity, Product.name,
+                             Product.price_cents, Product.active)
+                      .select_from(Cart)
+                      .outerjoin(CartItem, CartItem.cart_id == Cart.id)
+                      .outerjoin(Product, Product.id == CartItem.product_id)
+                      .where(Cart.customer_id == bindparam("customer_id"))
+                      .order_by(CartItem.product_id))
 _STOCK_LEFT = select(Inventory.quantity).where(Inventory.product_id == bindparam("product_id"))
 _INSERT_ORDER = insert(Order)
 _INSERT_LINES = insert(OrderLine)
@@ -202,7 +218,7 @@ def _hold(conn: Connection, customer_id: int, key: str, body: OrderCreate,
     # Lock the cart first: a twin's checkout that is committing holds this row, so what we
     # read (its order, the emptied cart) is after its commit, never half before.
     rows = conn.execute(_LOCK_CART, {"customer_id": customer_id}).all()
-    lines = [(r.product_id, r.quantity) for r in rows if r.product_id is not None]
+    lines = [(r.product_id, r.quantity) for r in rows]
     if not lines:
         # A retry of a checkout that emptied the cart is answered with its order. (A cart
         # filled again meets the order's unique key in _place_order instead.)
@@ -218,15 +234,38 @@ def _hold(conn: Connection, customer_id: int, key: str, body: OrderCreate,
     if held == 1:
         return until
     # The row is locked (FOR UPDATE, or SQLite's write lock): the hold read above is current.
+    raise _in_flight(cart, key, fingerprint)
+
+
+def _in_flight(cart: Any, key: str, fingerprint: str) -> Exception:
+    """What a request meets when the cart is held by a checkout in flight."""
     if cart.checkout_key != key:
-        raise ConflictError("Another checkout of your cart is in progress; wait a moment and "
-                            "look at your orders.", code="checkout_in_progress",
-                            headers=RETRY_AFTER)
+        return ConflictError("Another checkout of your cart is in progress; wait a moment and "
+                             "look at your orders.", code="checkout_in_progress",
+                             headers=RETRY_AFTER)
     if cart.checkout_fingerprint != fingerprint:
-        raise _reused()
-    raise ConflictError("A request with this Idempotency-Key is still being processed; retry "
-                        "in a moment to get its result.", code="request_in_progress",
-                        headers=RETRY_AFTER)
+        return _reused()
+    return ConflictError("A request with this Idempotency-Key is still being processed; retry "
+                         "in a moment to get its result.", code="request_in_progress",
+                         headers=RETRY_AFTER)
+
+
+def _at_once(conn: Connection, customer_id: int, key: str, body: OrderCreate
+             ) -> tuple[OrderPublic, bool]:
+    """The whole checkout in the caller's one write transaction (SQLite: see checkout())."""
+    rows = conn.execute(_CART_FOR_CHECKOUT, {"customer_id": customer_id}).all()
+    items = [r for r in rows if r.product_id is not None]
+    if not items:
+        if (existing := _placed(conn, customer_id, key, body, cart=[])) is not None:
+            return existing, False
+        raise _empty()
+    cart = rows[0]
+    if cart.checkout_key is not None and cart.checkout_expires_at >= utcnow():
+        # Held by a checkout that commits its hold first (not this process's way on SQLite).
+        raise _in_flight(cart, key, _fingerprint(body.shipping.model_dump(),
+                                                 [(i.product_id, i.quantity) for i in items]))
+    return _place_items(conn, customer_id, key, body, items,
+                        clear_hold=cart.checkout_key is not None), True
 
 
 def _release(db: Database, conn: Connection, customer_id: int, key: str,
@@ -245,12 +284,32 @@ def checkout(db: Database, cache: Cache, token: str | None, key: str, body: Orde
     """Check the cart out: the whole request on one pooled connection. Returns the order and
     whether this call created it.
 
-    The bearer token is looked up (the session cache first) inside the hold's transaction,
-    which saves a transaction of its own. Once an order is placed (committed), the cache
-    entries showing its products' stock are invalidated; the stock itself is only ever taken
-    in the database, never on the cache's word."""
+    The bearer token is looked up (the session cache first) inside the first write
+    transaction, which saves a transaction of its own. Once an order is placed (committed),
+    the cache entries showing its products' stock are invalidated; the stock itself is only
+    ever taken in the database, never on the cache's word.
+
+    Where the database runs one write transaction at a time (SQLite, across every process
+    on the file), the checkout is one transaction and writes no hold: no other request could
+    look at a committed hold before the checkout's own commit anyway, since it would need
+    the write lock to look. A twin waits for the lock (the checkout's few milliseconds) and
+    then finds the order. On servers with row locks (MariaDB, PostgreSQL) a twin would
+    instead wait on the cart's row for as long as the checkout takes, holding a connection:
+    there the hold is committed first, and a twin is told 409 at once."""
     def _request(conn: Connection) -> tuple[OrderPublic, bool]:
         customer_id = 0
+        if db.one_writer:
+            def _authenticated_checkout(c: Connection) -> tuple[OrderPublic, bool]:
+                nonlocal customer_id
+                customer_id = session_customer(cache, token, lambda read: read(c)).id
+                return _at_once(c, customer_id, key, body)
+
+            try:
+                return db.transaction(conn, _authenticated_checkout)
+            except IntegrityError:  # this key's order exists (see _place_order)
+                if (existing := _placed(conn, customer_id, key, body)) is None:
+                    raise
+                return existing, False
 
         def _authenticated_hold(c: Connection) -> OrderPublic | datetime:
             nonlocal customer_id
@@ -292,6 +351,13 @@ def _place(conn: Connection, customer_id: int, key: str, body: OrderCreate) -> O
     items = conn.execute(_CART_TO_ORDER, {"customer_id": customer_id}).all()
     if not items:
         raise _empty()
+    return _place_items(conn, customer_id, key, body, items, clear_hold=True)
+
+
+def _place_items(conn: Connection, customer_id: int, key: str, body: OrderCreate,
+                 items: Sequence[Any], *, clear_hold: bool) -> OrderPublic:
+    """Place the order of the cart's ``items`` (read in this transaction, in product-id
+    order), take their stock and empty the cart; ``clear_hold``: the cart's hold too."""
     for item in items:
         if not item.active:
             raise ConflictError(f"{item.name!r} is no longer sold; remove it from your cart.",
@@ -335,7 +401,8 @@ def _place(conn: Connection, customer_id: int, key: str, body: OrderCreate) -> O
     conn.execute(_INSERT_TOMBSTONES, [
         {"table_name": CartItem.__tablename__, "row_key": str(i.id), "deleted_at": now}
         for i in items])
-    conn.execute(_CLEAR_HOLD, {"cart_id": cart_id, "now": now})
+    if clear_hold:
+        conn.execute(_CLEAR_HOLD, {"cart_id": cart_id, "now": now})
     return OrderPublic(id=order_id, status="placed", item_count=figures.item_count,
                        subtotal_cents=figures.subtotal_cents,
                        shipping_cents=figures.shipping_cents, total_cents=figures.total_cents,
