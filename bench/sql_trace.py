@@ -115,7 +115,7 @@ def trace(url: str, args: argparse.Namespace, server) -> None:  # type: ignore[n
         return delta
 
     anchor = make_anchor(url)
-    app = create_app(Settings(database_url=url), db)
+    app = create_app(Settings(database_url=url, cache={"enabled": False}), db)  # the database work
     tokens = iter(store.tokens)
     rows = []
     with TestClient(app) as client:
