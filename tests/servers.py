@@ -21,6 +21,7 @@ import ctypes
 import glob
 import os
 import pwd
+import random
 import re
 import shutil
 import signal
@@ -59,10 +60,40 @@ def require_binary(path: str | None, what: str, package: str) -> str:
     pytest.skip(message)
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_EPHEMERAL_LOW = _ephemeral_low()
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port nothing listens on, from below the kernel's ephemeral range.
+
+    A port from ``bind(("", 0))`` is an ephemeral one: the kernel hands the same range out
+    as the source port of every outgoing connection and to every other ``bind(0)``, so in
+    the moment between a test releasing it and the system under test binding it, another
+    socket can take it (CI once saw the BI load balancer's port taken so). Ports below the
+    range go only to those who ask for them by number, and this process never hands one
+    out twice.
+    """
+    low = max(1024, _EPHEMERAL_LOW - 12000)
+    for _ in range(200):
+        port = random.randrange(low, _EPHEMERAL_LOW)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port in {low}-{_EPHEMERAL_LOW - 1} after 200 tries")
 
 
 _prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before any fork

@@ -23,13 +23,13 @@ from sqlalchemy import delete
 
 import servers
 from db_clusters import RunningCluster, running_cluster
+from servers import free_port
 from tierlake.app.main import create_app
 from tierlake.app.security import hash_password
 from tierlake.config import Settings
 from tierlake.data.db import Database, create_db_engine
 from tierlake.data.migrate import upgrade
 from tierlake.data.schema import STORE_TABLES, Base, Customer
-from tierlake.fleet.process import free_port
 
 ADMIN_EMAIL, ADMIN_PASSWORD = "admin@example.com", "admin-password-1"
 SHIPPING = {"shipping": {"name": "Ada Lovelace", "address": "12 Analytical Row",

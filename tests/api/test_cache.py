@@ -29,13 +29,13 @@ from sqlalchemy import event
 from structlog.testing import capture_logs
 
 import servers
+from servers import free_port
 from tierlake.app.cache import Cache, LocalStore, RedisStore
 from tierlake.app.main import create_app
 from tierlake.app.security import hash_password
 from tierlake.config import CacheConfig, Settings
 from tierlake.data.db import Database
 from tierlake.data.schema import Customer
-from tierlake.fleet.process import free_port
 
 pytestmark = pytest.mark.timeout(180)
 

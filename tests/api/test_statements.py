@@ -108,7 +108,9 @@ def _server_id(db: Database) -> int:
 
 def _kill(url: str, backend: str, server_id: int) -> None:
     """End one server session from outside, as a restart or an idle timeout would."""
-    admin = create_engine(url, poolclass=NullPool)
+    # Autocommit: PostgreSQL takes pg_stat_activity's snapshot once per transaction, so a
+    # poll inside one transaction would see the ended session alive for ever.
+    admin = create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
             if backend == "postgresql":

@@ -4,7 +4,6 @@ analyst (customers' e-mails); the BI code under test reads the lake alone."""
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from servers import free_port
 from tierlake.config import Settings
 from tierlake.data import migrate
 from tierlake.data.db import Database
@@ -54,10 +54,6 @@ class ReportsLake:
     emails: frozenset[str]  # every shopper's e-mail in the store (staff accounts left out)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 _shared: ReportsLake | None = None

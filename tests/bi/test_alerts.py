@@ -10,8 +10,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from reports_lake import ReportsLake, free_port, shared_lake
+from reports_lake import ReportsLake, shared_lake
 
+from servers import free_port
 from tierlake.bi.alerts import (
     AlertScheduler,
     AlertsFileError,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from reports_lake import free_port
 
+from servers import free_port
 from tierlake.bi.mail import (
     Attachment,
     MailCatcher,

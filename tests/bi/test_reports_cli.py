@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 import typer
-from reports_lake import ReportsLake, free_port, shared_lake
+from reports_lake import ReportsLake, shared_lake
 from typer.testing import CliRunner
 
+from servers import free_port
 from tierlake.bi.mail import list_messages, mail_dir, send
 from tierlake.cli_bi_reports import bi_reports_app, mail_app
 from tierlake.config import reset_settings_cache

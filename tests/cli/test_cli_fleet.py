@@ -11,7 +11,8 @@ import pytest
 import typer.main
 from typer.testing import CliRunner
 
-from fleet.control_fake import FakeControlPlane, free_port, serving
+from fleet.control_fake import FakeControlPlane, serving
+from servers import free_port
 from tierlake.cli_fleet import fleet_app
 from tierlake.config import reset_settings_cache
 from tierlake.fleet.api import create_control_app

@@ -36,12 +36,12 @@ from sqlalchemy import select, text
 
 import servers
 from db_clusters import RunningCluster, running_cluster, wait_until
+from servers import free_port
 from tierlake.app.security import hash_password
 from tierlake.data.db import Database, create_db_engine
 from tierlake.data.migrate import upgrade
 from tierlake.data.schema import Customer, Inventory, Order, OrderLine
 from tierlake.fleet.lifeline import die_with_parent
-from tierlake.fleet.process import free_port
 
 pytestmark = pytest.mark.timeout(240)
 

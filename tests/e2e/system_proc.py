@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tierlake.fleet.process import free_port
+from servers import free_port
 
 
 @dataclass

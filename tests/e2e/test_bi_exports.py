@@ -19,7 +19,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bi"))
 from pdf_text import pdf_text, pdf_title
-from reports_lake import ReportsLake, build_lake, free_port
+from reports_lake import ReportsLake, build_lake
+
+from servers import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"

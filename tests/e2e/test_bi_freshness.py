@@ -29,8 +29,8 @@ from system_proc import (
     stop_system,
 )
 
+from servers import free_port
 from tierlake.config import DEFAULT_ADMIN_PASSWORD, Settings
-from tierlake.fleet.process import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 DEADLINE_SECONDS = 60.0  # generous: the aim is under 10 s (the bench's p95)

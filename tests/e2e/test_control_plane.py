@@ -22,7 +22,7 @@ from system_proc import (
     stop_system,
 )
 
-from tierlake.fleet.process import free_port
+from servers import free_port
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 

@@ -25,11 +25,6 @@ Scope = dict[str, Any]
 CHUNK = 64 * 1024
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
 
 
 def make_app(name: str, seen: Counter[int] | None = None, log: list[dict[str, Any]] | None = None

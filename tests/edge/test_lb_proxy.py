@@ -13,9 +13,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from lb_backends import AppBackend, RawBackend, free_port
+from lb_backends import AppBackend, RawBackend
 from lb_helpers import Entries, balancer, client, dead_port, group, raw, until
 
+from servers import free_port
 from tierlake.edge.lb.balancer import Listener, LoadBalancer
 from tierlake.edge.lb.model import AccessLogEntry, TargetState
 from tierlake.edge.lb.rules import FixedResponse, Forward

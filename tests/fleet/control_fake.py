@@ -253,9 +253,3 @@ def serving(app: ASGIApp) -> Iterator[str]:
         sock.close()
 
 
-def free_port() -> int:
-    """A port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tierlake.fleet.process import free_port
+from servers import free_port
 from tierlake.load.stats import failure_kind, in_service_counts
 
 pytestmark = pytest.mark.timeout(60)

@@ -21,9 +21,9 @@ import pytest
 from sqlalchemy import func, select
 
 from e2e.system_proc import System, seed_small_store, start_system, stop_system
+from servers import free_port
 from tierlake.data.db import create_db_engine
 from tierlake.data.schema import Customer, Order
-from tierlake.fleet.process import free_port
 
 pytestmark = pytest.mark.timeout(120)
 
