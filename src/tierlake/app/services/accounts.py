@@ -19,6 +19,7 @@ from tierlake.app.password_policy import password_problem, user_inputs
 from tierlake.app.schemas import CustomerCreate, CustomerPublic, SessionPublic
 from tierlake.app.security import hash_password, new_token, token_hash, verify_password
 from tierlake.data.db import Database
+from tierlake.data.prepared import Prepared
 from tierlake.data.schema import AuthSession, Cart, Customer, Order, utcnow
 
 # Verified when the e-mail is unknown, so a login takes as long either way.
@@ -26,7 +27,7 @@ _DUMMY_HASH = hash_password("not-a-real-password")
 
 
 # Built once: the token lookup runs on every authenticated request (on a cache miss).
-_SESSION_CUSTOMER = (
+_SESSION_CUSTOMER = Prepared(
     select(Customer.id, Customer.email, Customer.name, Customer.country, Customer.is_admin,
            Customer.created_at, AuthSession.expires_at)
     .select_from(AuthSession)
@@ -60,8 +61,8 @@ def session_customer(cache: Cache, token: str | None, run: ReadOn) -> Customer:
     digest = token_hash(token)
 
     def load() -> bytes:
-        row = run(lambda conn: conn.execute(
-            _SESSION_CUSTOMER, {"token_hash": digest, "now": utcnow()}).first())
+        row = run(lambda conn: _SESSION_CUSTOMER.first(
+            conn, {"token_hash": digest, "now": utcnow()}))
         if row is None:
             raise _invalid_token()
         return json.dumps(dict(zip(_SESSION_FIELDS, (

@@ -30,7 +30,8 @@ needed: the checkout is one transaction (:func:`checkout` says why), n + 6 state
 token lookup, the cart with its hold and its lines' products in one read, then as below
 without the hold's clearing.
 
-Cost, in statements (SQLAlchemy Core, one pooled connection for the whole request,
+Cost, in statements (SQLAlchemy Core statements prepared once per dialect and run on the
+cursor, :mod:`tierlake.data.prepared`; one pooled connection for the whole request;
 ``tests/api/test_statements.py`` counts them): the hold transaction 3 (the token lookup,
 unless the session cache knows the token; the cart locked and read with its lines in one
 statement; the hold written); the checkout n + 6 for n lines (read the cart with its
@@ -48,13 +49,11 @@ import json
 import math
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 import structlog
 from sqlalchemy import (
     Connection,
-    CursorResult,
-    Result,
     bindparam,
     delete,
     func,
@@ -71,6 +70,7 @@ from tierlake.app.errors import ConflictError, InvalidInputError, NotFoundError,
 from tierlake.app.schemas import OrderCreate, OrderLinePublic, OrderPublic, Page
 from tierlake.app.services.accounts import session_customer
 from tierlake.data.db import Database
+from tierlake.data.prepared import Prepared
 from tierlake.data.schema import (
     Cart,
     CartItem,
@@ -100,80 +100,90 @@ def _reused() -> InvalidInputError:
                  "code": "idempotency_key_reused"}])
 
 
-def _rowcount(result: Result[Any]) -> int:
-    """Rows an UPDATE matched (an UPDATE's result is a cursor result)."""
-    return cast(CursorResult[Any], result).rowcount
-
-
 def _empty() -> ConflictError:
     return ConflictError("Your cart is empty; add something before checking out.",
                          code="cart_empty")
 
 
-# The checkout's statements, built once (SQLAlchemy caches their compiled form by key).
+# The checkout's statements: compiled once per dialect, run on the request's connection's
+# cursor (tierlake.data.prepared says why and how).
 _ORDER_COLUMNS = (Order.id, Order.status, Order.item_count, Order.subtotal_cents,
                   Order.shipping_cents, Order.total_cents, Order.ship_name, Order.ship_address,
                   Order.ship_city, Order.ship_postcode, Order.ship_country, Order.placed_at)
-_ORDER_BY_KEY = select(*_ORDER_COLUMNS).where(Order.customer_id == bindparam("customer_id"),
-                                              Order.idempotency_key == bindparam("key"))
-_ORDER_LINES = (select(OrderLine.product_id, OrderLine.product_name, OrderLine.quantity,
-                       OrderLine.unit_price_cents, OrderLine.line_total_cents)
-                .where(OrderLine.order_id == bindparam("order_id")).order_by(OrderLine.id))
-_CART_OF = select(Cart.id).where(Cart.customer_id == bindparam("customer_id"))
+_ORDER_BY_KEY = Prepared(
+    select(*_ORDER_COLUMNS).where(Order.customer_id == bindparam("customer_id"),
+                                  Order.idempotency_key == bindparam("key")))
+_ORDER_LINES = Prepared(
+    select(OrderLine.product_id, OrderLine.product_name, OrderLine.quantity,
+           OrderLine.unit_price_cents, OrderLine.line_total_cents)
+    .where(OrderLine.order_id == bindparam("order_id")).order_by(OrderLine.id))
+_CART_OF = Prepared(select(Cart.id).where(Cart.customer_id == bindparam("customer_id")))
 # The cart's row and its lines, locked (no row: no cart, or an empty one). Every table is
 # locked, not the cart alone: PostgreSQL re-reads only the rows it locked once a lock wait
 # ends, so a twin that waited on a checkout's commit must not see its old lines.
-_LOCK_CART = (select(Cart.id, Cart.checkout_key, Cart.checkout_fingerprint,
-                     CartItem.product_id, CartItem.quantity)
-              .join(CartItem, CartItem.cart_id == Cart.id)
-              .where(Cart.customer_id == bindparam("customer_id"))
-              .with_for_update())
-_CART_LINES = select(CartItem.product_id, CartItem.quantity).where(
-    CartItem.cart_id == bindparam("cart_id"))
-_TAKE_HOLD = (update(Cart)
-              .where(Cart.id == bindparam("cart_id"),
-                     or_(Cart.checkout_key.is_(None),
-                         Cart.checkout_expires_at < bindparam("now", type_=Cart.updated_at.type)))
-              .values(checkout_key=bindparam("key"), checkout_fingerprint=bindparam("fingerprint"),
-                      checkout_expires_at=bindparam("until", type_=Cart.updated_at.type),
-                      updated_at=bindparam("now", type_=Cart.updated_at.type)))
-_FREE_HOLD = (update(Cart)
-              .where(Cart.customer_id == bindparam("cust"),
-                     Cart.checkout_key == bindparam("key"),
-                     Cart.checkout_expires_at == bindparam("until", type_=Cart.updated_at.type))
-              .values(checkout_key=None, checkout_fingerprint=None, checkout_expires_at=None,
-                      updated_at=bindparam("now", type_=Cart.updated_at.type)))
-_CART_TO_ORDER = (select(CartItem.id, CartItem.product_id, CartItem.quantity, Product.name,
-                         Product.price_cents, Product.active, Cart.id.label("cart_id"))
-                  .join(CartItem, CartItem.cart_id == Cart.id)
-                  .join(Product, Product.id == CartItem.product_id)
-                  .where(Cart.customer_id == bindparam("customer_id"))
-                  .order_by(CartItem.product_id))
+_LOCK_CART = Prepared(
+    select(Cart.id, Cart.checkout_key, Cart.checkout_fingerprint, CartItem.product_id,
+           CartItem.quantity)
+    .join(CartItem, CartItem.cart_id == Cart.id)
+    .where(Cart.customer_id == bindparam("customer_id"))
+    .with_for_update())
+_CART_LINES = Prepared(select(CartItem.product_id, CartItem.quantity).where(
+    CartItem.cart_id == bindparam("cart_id")))
+_TAKE_HOLD = Prepared(
+    update(Cart)
+    .where(Cart.id == bindparam("cart_id"),
+           or_(Cart.checkout_key.is_(None),
+               Cart.checkout_expires_at < bindparam("now", type_=Cart.updated_at.type)))
+    .values(checkout_key=bindparam("key"), checkout_fingerprint=bindparam("fingerprint"),
+            checkout_expires_at=bindparam("until", type_=Cart.updated_at.type),
+            updated_at=bindparam("now", type_=Cart.updated_at.type)))
+_FREE_HOLD = Prepared(
+    update(Cart)
+    .where(Cart.customer_id == bindparam("cust"),
+           Cart.checkout_key == bindparam("key"),
+           Cart.checkout_expires_at == bindparam("until", type_=Cart.updated_at.type))
+    .values(checkout_key=None, checkout_fingerprint=None, checkout_expires_at=None,
+            updated_at=bindparam("now", type_=Cart.updated_at.type)))
+_CART_TO_ORDER = Prepared(
+    select(CartItem.id, CartItem.product_id, CartItem.quantity, Product.name,
+           Product.price_cents, Product.active, Cart.id.label("cart_id"))
+    .join(CartItem, CartItem.cart_id == Cart.id)
+    .join(Product, Product.id == CartItem.product_id)
+    .where(Cart.customer_id == bindparam("customer_id"))
+    .order_by(CartItem.product_id))
 # (An UPDATE's bind names must not be its table's column names.)
-_TAKE_STOCK = (update(Inventory)
-               .where(Inventory.product_id == bindparam("pid"),
-                      Inventory.quantity >= bindparam("qty"))
-               .values(quantity=Inventory.quantity - bindparam("qty"),
-                       updated_at=bindparam("now", type_=Inventory.updated_at.type)))
+_TAKE_STOCK = Prepared(
+    update(Inventory)
+    .where(Inventory.product_id == bindparam("pid"), Inventory.quantity >= bindparam("qty"))
+    .values(quantity=Inventory.quantity - bindparam("qty"),
+            updated_at=bindparam("now", type_=Inventory.updated_at.type)))
 # SQLite's one-transaction checkout (see checkout()): the cart, its hold, its lines with
 # their products, in one read (an empty cart: one row, its lines' columns NULL).
-_CART_FOR_CHECKOUT = (select(Cart.id.label("cart_id"), Cart.checkout_key,
-                             Cart.checkout_fingerprint, Cart.checkout_expires_at, CartItem.id,
-                             CartItem.product_id, CartItem.quantity, Product.name,
-                             Product.price_cents, Product.active)
-                      .select_from(Cart)
-                      .outerjoin(CartItem, CartItem.cart_id == Cart.id)
-                      .outerjoin(Product, Product.id == CartItem.product_id)
-                      .where(Cart.customer_id == bindparam("customer_id"))
-                      .order_by(CartItem.product_id))
-_STOCK_LEFT = select(Inventory.quantity).where(Inventory.product_id == bindparam("product_id"))
-_INSERT_ORDER = insert(Order)
-_INSERT_LINES = insert(OrderLine)
-_INSERT_TOMBSTONES = insert(DeletedRow)
-_EMPTY_CART = delete(CartItem).where(CartItem.cart_id == bindparam("cart_id"))
-_CLEAR_HOLD = (update(Cart).where(Cart.id == bindparam("cart_id"))
-               .values(checkout_key=None, checkout_fingerprint=None, checkout_expires_at=None,
-                       updated_at=bindparam("now", type_=Cart.updated_at.type)))
+_CART_FOR_CHECKOUT = Prepared(
+    select(Cart.id.label("cart_id"), Cart.checkout_key, Cart.checkout_fingerprint,
+           Cart.checkout_expires_at, CartItem.id, CartItem.product_id, CartItem.quantity,
+           Product.name, Product.price_cents, Product.active)
+    .select_from(Cart)
+    .outerjoin(CartItem, CartItem.cart_id == Cart.id)
+    .outerjoin(Product, Product.id == CartItem.product_id)
+    .where(Cart.customer_id == bindparam("customer_id"))
+    .order_by(CartItem.product_id))
+_STOCK_LEFT = Prepared(
+    select(Inventory.quantity).where(Inventory.product_id == bindparam("product_id")))
+_INSERT_ORDER = Prepared(insert(Order), keys=(
+    "customer_id", "idempotency_key", "status", "item_count", "subtotal_cents", "shipping_cents",
+    "total_cents", "ship_name", "ship_address", "ship_city", "ship_postcode", "ship_country",
+    "placed_at", "created_at", "updated_at"))
+_INSERT_LINES = Prepared(insert(OrderLine), many=True, keys=(
+    "order_id", "product_id", "product_name", "quantity", "unit_price_cents", "line_total_cents",
+    "created_at", "updated_at"))
+_INSERT_TOMBSTONES = Prepared(insert(DeletedRow), many=True,
+                              keys=("table_name", "row_key", "deleted_at"))
+_EMPTY_CART = Prepared(delete(CartItem).where(CartItem.cart_id == bindparam("cart_id")))
+_CLEAR_HOLD = Prepared(
+    update(Cart).where(Cart.id == bindparam("cart_id"))
+    .values(checkout_key=None, checkout_fingerprint=None, checkout_expires_at=None,
+            updated_at=bindparam("now", type_=Cart.updated_at.type)))
 
 
 def _order_public(row: Any, lines: list[OrderLinePublic]) -> OrderPublic:
@@ -189,18 +199,18 @@ def _placed(conn: Connection, customer_id: int, key: str, body: OrderCreate,
             cart: list[tuple[int, int]] | None = None) -> OrderPublic | None:
     """The order placed with this key, if the request is the same one; None if none was.
     ``cart``: the cart's lines, when the caller has just read them."""
-    order = conn.execute(_ORDER_BY_KEY, {"customer_id": customer_id, "key": key}).first()
+    order = _ORDER_BY_KEY.first(conn, {"customer_id": customer_id, "key": key})
     if order is None:
         return None
     lines = [OrderLinePublic(product_id=r.product_id, product_name=r.product_name,
                              quantity=r.quantity, unit_price_cents=r.unit_price_cents,
                              line_total_cents=r.line_total_cents)
-             for r in conn.execute(_ORDER_LINES, {"order_id": order.id})]
+             for r in _ORDER_LINES.all(conn, {"order_id": order.id})]
     ordered = [(line.product_id, line.quantity) for line in lines]
     if cart is None:
-        cart_id = conn.execute(_CART_OF, {"customer_id": customer_id}).scalar()
+        cart_id = _CART_OF.scalar(conn, {"customer_id": customer_id})
         cart = ([(r.product_id, r.quantity)
-                 for r in conn.execute(_CART_LINES, {"cart_id": cart_id})]
+                 for r in _CART_LINES.all(conn, {"cart_id": cart_id})]
                 if cart_id is not None else [])
     shipping = {"name": order.ship_name, "address": order.ship_address,
                 "city": order.ship_city, "postcode": order.ship_postcode,
@@ -217,7 +227,7 @@ def _hold(conn: Connection, customer_id: int, key: str, body: OrderCreate,
     or the order already placed with this key."""
     # Lock the cart first: a twin's checkout that is committing holds this row, so what we
     # read (its order, the emptied cart) is after its commit, never half before.
-    rows = conn.execute(_LOCK_CART, {"customer_id": customer_id}).all()
+    rows = _LOCK_CART.all(conn, {"customer_id": customer_id})
     lines = [(r.product_id, r.quantity) for r in rows]
     if not lines:
         # A retry of a checkout that emptied the cart is answered with its order. (A cart
@@ -229,8 +239,8 @@ def _hold(conn: Connection, customer_id: int, key: str, body: OrderCreate,
     fingerprint = _fingerprint(body.shipping.model_dump(), lines)
     now = utcnow()
     until = now + timedelta(seconds=lease_seconds)
-    held = _rowcount(conn.execute(_TAKE_HOLD, {"cart_id": cart.id, "now": now, "key": key,
-                                               "fingerprint": fingerprint, "until": until}))
+    held = _TAKE_HOLD.rowcount(conn, {"cart_id": cart.id, "now": now, "key": key,
+                                        "fingerprint": fingerprint, "until": until})
     if held == 1:
         return until
     # The row is locked (FOR UPDATE, or SQLite's write lock): the hold read above is current.
@@ -253,7 +263,7 @@ def _in_flight(cart: Any, key: str, fingerprint: str) -> Exception:
 def _at_once(conn: Connection, customer_id: int, key: str, body: OrderCreate
              ) -> tuple[OrderPublic, bool]:
     """The whole checkout in the caller's one write transaction (SQLite: see checkout())."""
-    rows = conn.execute(_CART_FOR_CHECKOUT, {"customer_id": customer_id}).all()
+    rows = _CART_FOR_CHECKOUT.all(conn, {"customer_id": customer_id})
     items = [r for r in rows if r.product_id is not None]
     if not items:
         if (existing := _placed(conn, customer_id, key, body, cart=[])) is not None:
@@ -272,7 +282,7 @@ def _release(db: Database, conn: Connection, customer_id: int, key: str,
              until: datetime) -> None:
     """Give the hold back after a refused checkout (only if it is still ours)."""
     try:
-        db.transaction(conn, lambda c: c.execute(_FREE_HOLD, {
+        db.transaction(conn, lambda c: _FREE_HOLD.rowcount(c, {
             "cust": customer_id, "key": key, "until": until, "now": utcnow()}))
     except Exception:  # the checkout's own error is what the client must see
         log.warning("checkout.hold_not_released", customer_id=customer_id, lapses_at=str(until),
@@ -348,7 +358,7 @@ def _place_order(db: Database, conn: Connection, customer_id: int, key: str, bod
 
 
 def _place(conn: Connection, customer_id: int, key: str, body: OrderCreate) -> OrderPublic:
-    items = conn.execute(_CART_TO_ORDER, {"customer_id": customer_id}).all()
+    items = _CART_TO_ORDER.all(conn, {"customer_id": customer_id})
     if not items:
         raise _empty()
     return _place_items(conn, customer_id, key, body, items, clear_hold=True)
@@ -366,23 +376,21 @@ def _place_items(conn: Connection, customer_id: int, key: str, body: OrderCreate
     figures = totals([(i.price_cents, i.quantity) for i in items])
     ship = body.shipping
     # The idempotency key's unique constraint is checked here (IntegrityError on a replay).
-    inserted = conn.execute(_INSERT_ORDER, {
+    order_id = _INSERT_ORDER.insert(conn, {
         "customer_id": customer_id, "idempotency_key": key, "status": "placed",
         "item_count": figures.item_count, "subtotal_cents": figures.subtotal_cents,
         "shipping_cents": figures.shipping_cents, "total_cents": figures.total_cents,
         "ship_name": ship.name, "ship_address": ship.address, "ship_city": ship.city,
         "ship_postcode": ship.postcode, "ship_country": ship.country, "placed_at": now,
         "created_at": now, "updated_at": now,
-    }).inserted_primary_key
-    assert inserted is not None  # a single-row INSERT always reports its key
-    order_id = int(inserted[0])
+    })
     # Stock in product-id order (the cart query's order), so concurrent checkouts lock
     # inventory rows in the same order and cannot deadlock on each other.
     for item in items:
-        taken = _rowcount(conn.execute(_TAKE_STOCK, {
-            "pid": item.product_id, "qty": item.quantity, "now": now}))
+        taken = _TAKE_STOCK.rowcount(conn, {
+            "pid": item.product_id, "qty": item.quantity, "now": now})
         if taken != 1:
-            left = conn.execute(_STOCK_LEFT, {"product_id": item.product_id}).scalar() or 0
+            left = _STOCK_LEFT.scalar(conn, {"product_id": item.product_id}) or 0
             raise OutOfStockError(
                 f"Only {left} of {item.name!r} left and your cart has {item.quantity}; "
                 "change the quantity and check out again." if left
@@ -392,17 +400,17 @@ def _place_items(conn: Connection, customer_id: int, key: str, body: OrderCreate
                              unit_price_cents=i.price_cents,
                              line_total_cents=line_total(i.price_cents, i.quantity))
              for i in items]
-    conn.execute(_INSERT_LINES, [
+    _INSERT_LINES.rowcount(conn, [
         {"order_id": order_id, **line.model_dump(), "created_at": now, "updated_at": now}
         for line in lines])
     cart_id = items[0].cart_id
-    conn.execute(_EMPTY_CART, {"cart_id": cart_id})
+    _EMPTY_CART.rowcount(conn, {"cart_id": cart_id})
     # The tombstones the extract reads (schema.DeletedRow), one multi-row insert.
-    conn.execute(_INSERT_TOMBSTONES, [
+    _INSERT_TOMBSTONES.rowcount(conn, [
         {"table_name": CartItem.__tablename__, "row_key": str(i.id), "deleted_at": now}
         for i in items])
     if clear_hold:
-        conn.execute(_CLEAR_HOLD, {"cart_id": cart_id, "now": now})
+        _CLEAR_HOLD.rowcount(conn, {"cart_id": cart_id, "now": now})
     return OrderPublic(id=order_id, status="placed", item_count=figures.item_count,
                        subtotal_cents=figures.subtotal_cents,
                        shipping_cents=figures.shipping_cents, total_cents=figures.total_cents,
