@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import event
@@ -247,6 +248,32 @@ def test_checkout_and_stock_changes_invalidate_the_product_page(api) -> None:  #
     assert (shown["stock"], shown["in_stock"]) == (0, False)
     listed = api.client.get("/api/v1/products?category=books").json()["items"]
     assert [(i["id"], i["in_stock"]) for i in listed] == [(p["id"], False)]
+
+
+@pytest.mark.parametrize("cache_mode", ["redis"])
+def test_with_redis_a_checkout_asks_redis_once_and_a_logged_out_token_is_refused(
+        api, app_settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    """Checkout reads its token in its own transaction, not from Redis (a round trip as
+    dear as the statement, two more on a miss): Redis sees the invalidation only."""
+    shopper = api.register()
+    p = api.product(name="Counted Kettle", stock=5)
+    api.add(shopper, p["id"], 1)
+    assert api.client.get("/api/v1/me", headers=shopper).status_code == 200  # now cached
+    client = redis.Redis.from_url(app_settings.cache_url)
+    try:
+        before = int(client.info("stats")["total_commands_processed"])
+        assert api.checkout(shopper).status_code == 201
+        after = int(client.info("stats")["total_commands_processed"])
+        # The INCRs of the invalidation (catalogue, the product), one pipelined round trip;
+        # and the first INFO itself.
+        assert after - before == 1 + 2
+        api.add(shopper, p["id"], 1)
+        assert api.client.post("/api/v1/auth/logout", headers=shopper).status_code == 204
+        r = api.checkout(shopper)
+        assert r.status_code == 401, r.text
+        assert r.json()["error"]["code"] == "invalid_token"
+    finally:
+        client.close()
 
 
 # -- Redis down --------------------------------------------------------------------------------

@@ -48,13 +48,15 @@ def _invalid_token() -> UnauthorizedError:
 ReadOn = Callable[[Callable[[Connection], Any]], Any]
 
 
-def session_customer(cache: Cache, token: str | None, run: ReadOn) -> Customer:
+def session_customer(cache: Cache, token: str | None, run: ReadOn, *,
+                     cached: bool = True) -> Customer:
     """The customer whose live session this bearer token is, 401 otherwise.
 
     Cached in ``sessions`` as JSON (never used past the session's ``expires_at``, checked on
     every hit). ``run`` runs the database read of a miss on a connection (``Database.run``,
-    or the request's own connection). The customer is a detached :class:`Customer` holding
-    the profile's columns, not a row to change.
+    or the request's own connection); ``cached=False`` asks the database without the cache.
+    The customer is a detached :class:`Customer` holding the profile's columns, not a row
+    to change.
     """
     if not token:
         raise UnauthorizedError("Log in first: send `Authorization: Bearer <token>`.")
@@ -69,7 +71,8 @@ def session_customer(cache: Cache, token: str | None, run: ReadOn) -> Customer:
             row.id, row.email, row.name, row.country, row.is_admin, row.created_at.isoformat(),
             row.expires_at.isoformat()), strict=True))).encode()
 
-    doc = json.loads(cache.load("session", SESSIONS, digest, load, cache.session_ttl))
+    doc = json.loads(cache.load("session", SESSIONS, digest, load, cache.session_ttl)
+                     if cached else load())
     if datetime.fromisoformat(doc["expires_at"]) <= utcnow():
         raise _invalid_token()
     return Customer(id=doc["id"], email=doc["email"], name=doc["name"], country=doc["country"],
