@@ -131,14 +131,12 @@ def app_logging(level: str):  # type: ignore[no-untyped-def]
     """tierlake's production logging set-up, writing to /dev/null."""
     real = sys.stderr
     with open(os.devnull, "w") as devnull:
-        sys.stderr = devnull
+        sys.stderr = devnull  # for the whole block: our lines go to the sys.stderr of the moment
         try:
             configure_logging(level, "console", "app")
-        finally:
-            sys.stderr = real
-        try:
             yield
         finally:
+            sys.stderr = real
             logging.getLogger().handlers[:] = []
             structlog.reset_defaults()
             structlog.configure(

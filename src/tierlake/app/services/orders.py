@@ -296,9 +296,9 @@ def checkout(db: Database, cache: Cache, token: str | None, key: str, body: Orde
 
     The bearer token is looked up inside the first write transaction, which saves a
     transaction of its own: the in-process session cache first, the database only with a
-    shared cache (a Redis lookup costs a round trip, as the statement does). Once an order is placed (committed),
-    the cache entries showing its products' stock are invalidated; the stock itself is only
-    ever taken in the database, never on the cache's word.
+    shared cache (a Redis lookup costs a round trip, as the statement does). Once an order
+    is placed (committed), the cache entries showing its products' stock are invalidated;
+    the stock itself is only ever taken in the database, never on the cache's word.
 
     Where the database runs one write transaction at a time (SQLite, across every process
     on the file), the checkout is one transaction and writes no hold: no other request could
