@@ -7,9 +7,9 @@ from datetime import timedelta
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, insert, select
 
-from tierlake.data.schema import Cart, Order, utcnow
+from tierlake.data.schema import Cart, CartItem, DeletedRow, Order, utcnow
 
 # The idempotency tests run with the app's cache in every mode (tests/api/conftest.py's
 # cache_mode), and with a read replica (its db fixture's "replica"): the replay of an order
@@ -276,3 +276,47 @@ def test_numbers_and_booleans_must_be_json_numbers_and_booleans(api) -> None:
     # Query parameters are text by nature and stay lax.
     assert api.client.get("/api/v1/products", params={"page": "1", "page_size": "5"}
                           ).status_code == 200
+
+
+def test_a_line_added_while_the_checkout_runs_changes_nothing(api, db) -> None:  # type: ignore[no-untyped-def]
+    """The line lands between the checkout's read of the cart and its emptying: emptied
+    with the rest, it would be neither ordered nor tombstoned (the lake would keep it)."""
+    if db.one_writer:
+        pytest.skip("SQLite runs one writer at a time: no line can land mid-checkout")
+    shopper = api.register()
+    mug, pen = api.product(name="Mug", stock=5), api.product(name="Pen", stock=5)
+    api.add(shopper, mug["id"], 2)
+    customer = _customer_id(api, shopper)
+    with db.read() as s:
+        cart_id = s.scalar(select(Cart.id).where(Cart.customer_id == customer))
+        tombstones = s.scalar(select(func.count()).select_from(DeletedRow))
+    landed: list[int] = []
+
+    def add_a_line_first(_c, _cur, statement: str, *_rest) -> None:  # type: ignore[no-untyped-def]
+        if statement.startswith("DELETE FROM cart_items") and not landed:
+            with db.engine.connect() as other, other.begin():  # another request's commit
+                other.execute(insert(CartItem).values(
+                    cart_id=cart_id, product_id=pen["id"], quantity=1, created_at=utcnow(),
+                    updated_at=utcnow()))
+            landed.append(1)
+
+    event.listen(db.engine, "before_cursor_execute", add_a_line_first)
+    try:
+        r = api.checkout(shopper)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", add_a_line_first)
+    assert landed, "the checkout never emptied the cart"
+    assert (r.status_code, r.json()["error"]["code"]) == (409, "cart_changed"), r.text
+    assert r.headers["retry-after"] == "1"
+    assert _orders(db) == 0
+    assert api.stock(mug["id"], 5) == 5
+    cart = api.client.get("/api/v1/cart", headers=shopper).json()
+    assert sorted((i["product_id"], i["quantity"]) for i in cart["items"]) == sorted(
+        [(mug["id"], 2), (pen["id"], 1)])
+    with db.read() as s:
+        assert s.scalar(select(func.count()).select_from(DeletedRow)) == tombstones
+    # Looked at again, the cart checks out whole, under a new key or the same one.
+    r = api.checkout(shopper)
+    assert r.status_code == 201, r.text
+    assert sorted((line["product_id"], line["quantity"]) for line in r.json()["lines"]) == \
+        sorted([(mug["id"], 2), (pen["id"], 1)])

@@ -32,8 +32,9 @@ IdempotencyKey = Annotated[str, Header(
 @router.post("/orders", response_model=OrderPublic, status_code=201, responses={
     200: {"model": OrderPublic, "description": "Replay: the order placed earlier with this key."},
     401: {"model": ErrorResponse},
-    409: {"model": ErrorResponse, "description": "Empty cart, out of stock, or a checkout with "
-          "this key (`request_in_progress`) or another (`checkout_in_progress`) still running."},
+    409: {"model": ErrorResponse, "description": "Empty cart, out of stock, a checkout with "
+          "this key (`request_in_progress`) or another (`checkout_in_progress`) still running, "
+          "or a line added while this one ran (`cart_changed`)."},
     413: {"model": ErrorResponse, "description": "The body is too large."},
     422: {"model": ErrorResponse, "description": "Invalid body, or `idempotency_key_reused`: "
           "the key was used with a different request."}})

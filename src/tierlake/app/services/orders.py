@@ -100,6 +100,12 @@ def _reused() -> InvalidInputError:
                  "code": "idempotency_key_reused"}])
 
 
+def _cart_changed() -> ConflictError:
+    return ConflictError("Your cart changed while it was being checked out; nothing was "
+                         "ordered. Look at your cart and check out again.",
+                         code="cart_changed", headers=RETRY_AFTER)
+
+
 def _empty() -> ConflictError:
     return ConflictError("Your cart is empty; add something before checking out.",
                          code="cart_empty")
@@ -409,7 +415,11 @@ def _place_items(conn: Connection, customer_id: int, key: str, body: OrderCreate
         {"order_id": order_id, **line.model_dump(), "created_at": now, "updated_at": now}
         for line in lines])
     cart_id = items[0].cart_id
-    _EMPTY_CART.rowcount(conn, {"cart_id": cart_id})
+    if _EMPTY_CART.rowcount(conn, {"cart_id": cart_id}) != len(items):
+        # A line was added after the cart was read (MariaDB and PostgreSQL read committed
+        # rows; a new line takes no lock we hold): it would go neither into the order nor
+        # into a tombstone. Nothing is kept; the customer looks at the cart again.
+        raise _cart_changed()
     # The tombstones the extract reads (schema.DeletedRow), one multi-row insert.
     _INSERT_TOMBSTONES.rowcount(conn, [
         {"table_name": CartItem.__tablename__, "row_key": str(i.id), "deleted_at": now}
