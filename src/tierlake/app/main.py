@@ -21,10 +21,10 @@ from tierlake.app.docs import install_docs
 from tierlake.app.errors import error_body, install_error_handlers
 from tierlake.app.ratelimit.login import login_limiter_for
 from tierlake.app.routes import accounts, admin, cart, catalogue, health, orders
-from tierlake.asgi.access_log import AccessLogMiddleware
-from tierlake.asgi.body_limit import BodyLimitMiddleware, BodyTooLargeError
-from tierlake.asgi.request_id import RequestIdMiddleware
-from tierlake.asgi.security_headers import SecurityHeadersMiddleware, security_headers
+from tierlake.asgi.access_log import AccessLog
+from tierlake.asgi.body_limit import BodyLimit, BodyTooLargeError
+from tierlake.asgi.edge import EdgeMiddleware
+from tierlake.asgi.security_headers import security_headers
 from tierlake.config import Settings, get_settings
 from tierlake.data.db import Database
 
@@ -70,12 +70,9 @@ def create_app(settings: Settings | None = None, db: Database | None = None,
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
-        middleware=[  # outermost first
-            Middleware(RequestIdMiddleware),
-            Middleware(SecurityHeadersMiddleware, headers=security_headers(API_CSP)),
-            Middleware(AccessLogMiddleware),
-            Middleware(BodyLimitMiddleware, max_bytes=settings.limits.app_max_body_bytes,
-                       too_large=_too_large),
+        middleware=[
+            Middleware(EdgeMiddleware, headers=security_headers(API_CSP), access_log=AccessLog(),
+                       body_limit=BodyLimit(settings.limits.app_max_body_bytes, _too_large)),
         ],
     )
     app.state.db = database

@@ -4,15 +4,18 @@ A ``Content-Length`` above the cap is answered at once, before the application
 runs. A body sent without one (chunked) is counted as the application reads it;
 the read that passes the cap raises :class:`BodyTooLargeError` (an
 ``HTTPException`` 413, so a framework's error handlers render it in the tier's
-own format), and if it escapes them this middleware answers the 413 itself,
+own format), and if it escapes them the middleware answers the 413 itself,
 provided no response has started.
+
+:class:`BodyLimit` is the cap; :class:`tierlake.asgi.edge.EdgeMiddleware` applies it in
+the tier's outermost layer, :class:`BodyLimitMiddleware` as a layer of its own (the web
+tier's 413 page needs the web context, set up inside the edge).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -33,26 +36,27 @@ def describe(limit: int) -> str:
     return f"{limit} bytes"
 
 
-class BodyLimitMiddleware:
-    """``too_large(scope, error)`` builds the tier's 413 response."""
+class BodyLimit:
+    """``max_bytes`` per request body; ``too_large(scope, error)`` builds the tier's 413."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int,
+    def __init__(self, max_bytes: int,
                  too_large: Callable[[Scope, BodyTooLargeError], Response]) -> None:
-        self.app = app
         self.max_bytes = max_bytes
         self.too_large = too_large
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    def declared_too_large(self, scope: Scope) -> BodyTooLargeError | None:
+        """The error if the request's ``Content-Length`` is above the cap."""
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                if value.isdigit() and int(value) > self.max_bytes:
+                    return BodyTooLargeError(self.max_bytes)
+                break
+        return None
+
+    def counted(self, receive: Receive) -> Receive:
+        """``receive``, raising :class:`BodyTooLargeError` on the read that passes the cap."""
         limit = self.max_bytes
-        declared = Headers(scope=scope).get("content-length", "")
-        if declared.isascii() and declared.isdigit() and int(declared) > limit:
-            await self.too_large(scope, BodyTooLargeError(limit))(scope, receive, send)
-            return
         seen = 0
-        started = False
 
         async def counted_receive() -> Message:
             nonlocal seen
@@ -63,14 +67,33 @@ class BodyLimitMiddleware:
                     raise BodyTooLargeError(limit)
             return message
 
+        return counted_receive
+
+
+class BodyLimitMiddleware:
+    def __init__(self, app: ASGIApp, max_bytes: int,
+                 too_large: Callable[[Scope, BodyTooLargeError], Response]) -> None:
+        self.app = app
+        self.limit = BodyLimit(max_bytes, too_large)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        refused = self.limit.declared_too_large(scope)
+        if refused is not None:
+            await self.limit.too_large(scope, refused)(scope, receive, send)
+            return
+        started = False
+
         async def watched_send(message: Message) -> None:
             nonlocal started
             started = started or message["type"] == "http.response.start"
             await send(message)
 
         try:
-            await self.app(scope, counted_receive, watched_send)
+            await self.app(scope, self.limit.counted(receive), watched_send)
         except BodyTooLargeError as exc:
             if started:
                 raise
-            await self.too_large(scope, exc)(scope, receive, send)
+            await self.limit.too_large(scope, exc)(scope, receive, send)

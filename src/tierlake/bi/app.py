@@ -30,10 +30,10 @@ from starlette.middleware import Middleware
 from starlette.types import Scope
 
 from tierlake import __version__
-from tierlake.asgi.access_log import AccessLogMiddleware
-from tierlake.asgi.body_limit import BodyLimitMiddleware, BodyTooLargeError
-from tierlake.asgi.request_id import RequestIdMiddleware
-from tierlake.asgi.security_headers import SecurityHeadersMiddleware, security_headers
+from tierlake.asgi.access_log import AccessLog
+from tierlake.asgi.body_limit import BodyLimit, BodyTooLargeError
+from tierlake.asgi.edge import EdgeMiddleware
+from tierlake.asgi.security_headers import security_headers
 from tierlake.bi import api, docs, pages, report_routes
 from tierlake.bi.auth import (
     Forbidden,
@@ -180,12 +180,11 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         redoc_url=None,
         lifespan=lifespan,
         middleware=[  # outermost first
-            Middleware(RequestIdMiddleware),
-            Middleware(SecurityHeadersMiddleware, headers=security_headers(BI_CSP)),
-            Middleware(AccessLogMiddleware, logger="tierlake.bi", event="bi.request",
-                       quiet=quiet),
+            Middleware(EdgeMiddleware, headers=security_headers(BI_CSP),
+                       access_log=AccessLog(logger="tierlake.bi", event="bi.request",
+                                            quiet=quiet),
+                       body_limit=BodyLimit(MAX_BODY, _too_large)),
             Middleware(CsrfCookieMiddleware, cookie_path=PREFIX),
-            Middleware(BodyLimitMiddleware, max_bytes=MAX_BODY, too_large=_too_large),
         ],
         exception_handlers={
             LoginRequired: _login_required,

@@ -45,8 +45,8 @@ from starlette.types import ASGIApp
 from tierlake import __version__
 from tierlake.app.docs import install_docs
 from tierlake.app.errors import DomainError, ForbiddenError, error_body, install_error_handlers
-from tierlake.asgi.request_id import RequestIdMiddleware
-from tierlake.asgi.security_headers import SecurityHeadersMiddleware, security_headers
+from tierlake.asgi.edge import EdgeMiddleware
+from tierlake.asgi.security_headers import security_headers
 from tierlake.edge.lb.model import TargetState
 from tierlake.errors import ConfigError, TierlakeError
 from tierlake.fleet.view import (
@@ -142,9 +142,8 @@ def create_control_app(plane: ControlPlane, *,
         f"names. POSTs need the `{CSRF_HEADER}` header from `GET /api/csrf-token`.",
         openapi_url="/api/openapi.json", docs_url=None, redoc_url=None,
         middleware=[
-            Middleware(RequestIdMiddleware),
+            Middleware(EdgeMiddleware, headers=security_headers(PAGE_CSP)),
             Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts)),
-            Middleware(SecurityHeadersMiddleware, headers=security_headers(PAGE_CSP)),
         ],
     )
     install_error_handlers(app, security_headers(PAGE_CSP))

@@ -24,9 +24,9 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from tierlake.asgi.body_limit import BodyLimitMiddleware, BodyTooLargeError
+from tierlake.asgi.edge import EdgeMiddleware
 from tierlake.asgi.request_id import HEADER as REQUEST_ID_HEADER
-from tierlake.asgi.request_id import RequestIdMiddleware
-from tierlake.asgi.security_headers import SecurityHeadersMiddleware, security_headers
+from tierlake.asgi.security_headers import security_headers
 from tierlake.config import Settings, get_settings
 from tierlake.errors import AppTierUnavailableError
 from tierlake.web import messages
@@ -205,8 +205,7 @@ def create_app(
     app = Starlette(
         routes=routes,
         middleware=[  # outermost first
-            Middleware(RequestIdMiddleware),
-            Middleware(SecurityHeadersMiddleware, headers=security_headers(WEB_CSP)),
+            Middleware(EdgeMiddleware, headers=security_headers(WEB_CSP)),
             Middleware(WebContextMiddleware, codec=CookieCodec(secret), event_log=event_log),
             Middleware(BodyLimitMiddleware, max_bytes=settings.limits.web_max_body_bytes,
                        too_large=_too_large),
