@@ -68,7 +68,7 @@ from sqlalchemy.orm import Session
 from tierlake.app.cache import Cache
 from tierlake.app.errors import ConflictError, InvalidInputError, NotFoundError, OutOfStockError
 from tierlake.app.schemas import OrderCreate, OrderLinePublic, OrderPublic, Page
-from tierlake.app.services.accounts import session_customer
+from tierlake.app.services.accounts import session_customer_id
 from tierlake.data.db import Database
 from tierlake.data.prepared import Prepared
 from tierlake.data.schema import (
@@ -322,7 +322,7 @@ def checkout(db: Database, cache: Cache, token: str | None, key: str, body: Orde
         if db.one_writer:
             def _authenticated_checkout(c: Connection) -> tuple[OrderPublic, bool]:
                 nonlocal customer_id
-                customer_id = session_customer(cache, token, lambda read: read(c), cached=cached).id
+                customer_id = session_customer_id(cache, token, lambda read: read(c), cached=cached)
                 return _at_once(c, customer_id, key, body)
 
             try:
@@ -334,7 +334,7 @@ def checkout(db: Database, cache: Cache, token: str | None, key: str, body: Orde
 
         def _authenticated_hold(c: Connection) -> OrderPublic | datetime:
             nonlocal customer_id
-            customer_id = session_customer(cache, token, lambda read: read(c), cached=cached).id
+            customer_id = session_customer_id(cache, token, lambda read: read(c), cached=cached)
             return _hold(c, customer_id, key, body, lease_seconds)
 
         until = db.transaction(conn, _authenticated_hold)
