@@ -70,6 +70,28 @@ def test_idempotency_key_is_required_and_validated(api) -> None:
     assert "header.Idempotency-Key" in {f["field"] for f in r.json()["error"]["fields"]}
 
 
+def test_checkout_takes_a_bearer_token_and_says_so_in_the_openapi_document(api) -> None:
+    """Checkout reads its token itself (not through FastAPI's HTTPBearer): the same rules."""
+    shopper = api.register()
+    token = shopper["Authorization"].split(" ", 1)[1]
+    p = api.product(stock=5)
+    api.add(shopper, p["id"])
+    for refused, code in (({}, "unauthorized"),
+                          ({"Authorization": f"Basic {token}"}, "unauthorized"),
+                          ({"Authorization": "Bearer "}, "unauthorized"),
+                          ({"Authorization": token}, "unauthorized"),
+                          ({"Authorization": "Bearer not-a-token"}, "invalid_token")):
+        r = api.checkout(refused)
+        assert (r.status_code, r.json()["error"]["code"]) == (401, code), refused
+        assert r.headers["www-authenticate"] == "Bearer"
+    assert api.checkout({"Authorization": f"bearer {token}"}).status_code == 201
+    spec = api.client.get("/api/openapi.json").json()
+    operation = spec["paths"]["/api/v1/orders"]["post"]
+    assert operation["security"] == [{"HTTPBearer": []}]
+    assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    assert [p["name"] for p in operation["parameters"]] == ["Idempotency-Key"]
+
+
 def test_short_stock_rolls_back_the_whole_order(api, db) -> None:
     shopper = api.register()
     plenty = api.product(name="Plenty", stock=10)
