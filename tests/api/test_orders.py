@@ -300,6 +300,51 @@ def test_numbers_and_booleans_must_be_json_numbers_and_booleans(api) -> None:
                           ).status_code == 200
 
 
+def _checkout_interleaved(api, db, shopper, action):  # type: ignore[no-untyped-def]
+    """Check out, running ``action()`` once just before the checkout empties the cart (its
+    ``DELETE FROM cart_items``, after it read the lines). Returns (checkout's response,
+    action's results)."""
+    results: list = []
+
+    def hook(_c, _cur, statement: str, *_rest) -> None:  # type: ignore[no-untyped-def]
+        if statement.startswith("DELETE FROM cart_items") and not results:
+            results.append(action())
+
+    event.listen(db.engine, "before_cursor_execute", hook)
+    try:
+        r = api.checkout(shopper)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", hook)
+    assert results, "the checkout never emptied the cart"
+    return r, results
+
+
+def test_a_cart_change_while_the_checkout_runs_is_refused_and_the_order_is_whole(  # type: ignore[no-untyped-def]
+        api, db) -> None:
+    """The customer changes a quantity (another tab) after the checkout read the cart and
+    before it empties it: accepted, the change would be emptied with the rest and the order
+    would keep the old quantity. It is refused instead (409 ``checkout_in_progress``), and
+    accepted again once the order is placed."""
+    if db.one_writer:
+        pytest.skip("SQLite runs one writer at a time: no change can land mid-checkout")
+    shopper = api.register()
+    mug = api.product(name="Mug", stock=5)
+    api.add(shopper, mug["id"], 2)
+    r, (refused,) = _checkout_interleaved(api, db, shopper, lambda: api.client.put(
+        f"/api/v1/cart/items/{mug['id']}", json={"quantity": 3}, headers=shopper))
+    assert (refused.status_code, refused.json()["error"]["code"]) == (
+        409, "checkout_in_progress"), refused.text
+    assert refused.headers["retry-after"] == "1"
+    assert r.status_code == 201, r.text
+    assert [(line["product_id"], line["quantity"]) for line in r.json()["lines"]] == [
+        (mug["id"], 2)]
+    assert api.stock(mug["id"], 3) == 3
+    assert api.client.get("/api/v1/cart", headers=shopper).json()["items"] == []
+    again = api.client.put(f"/api/v1/cart/items/{mug['id']}", json={"quantity": 3},
+                           headers=shopper)
+    assert again.status_code == 200 and again.json()["items"][0]["quantity"] == 3
+
+
 def test_a_line_added_while_the_checkout_runs_changes_nothing(api, db) -> None:  # type: ignore[no-untyped-def]
     """The line lands between the checkout's read of the cart and its emptying: emptied
     with the rest, it would be neither ordered nor tombstoned (the lake would keep it)."""
@@ -312,22 +357,14 @@ def test_a_line_added_while_the_checkout_runs_changes_nothing(api, db) -> None: 
     with db.read() as s:
         cart_id = s.scalar(select(Cart.id).where(Cart.customer_id == customer))
         tombstones = s.scalar(select(func.count()).select_from(DeletedRow))
-    landed: list[int] = []
 
-    def add_a_line_first(_c, _cur, statement: str, *_rest) -> None:  # type: ignore[no-untyped-def]
-        if statement.startswith("DELETE FROM cart_items") and not landed:
-            with db.engine.connect() as other, other.begin():  # another request's commit
-                other.execute(insert(CartItem).values(
-                    cart_id=cart_id, product_id=pen["id"], quantity=1, created_at=utcnow(),
-                    updated_at=utcnow()))
-            landed.append(1)
+    def add_a_line() -> None:
+        with db.engine.connect() as other, other.begin():  # another request's commit
+            other.execute(insert(CartItem).values(
+                cart_id=cart_id, product_id=pen["id"], quantity=1, created_at=utcnow(),
+                updated_at=utcnow()))
 
-    event.listen(db.engine, "before_cursor_execute", add_a_line_first)
-    try:
-        r = api.checkout(shopper)
-    finally:
-        event.remove(db.engine, "before_cursor_execute", add_a_line_first)
-    assert landed, "the checkout never emptied the cart"
+    r, _ = _checkout_interleaved(api, db, shopper, add_a_line)
     assert (r.status_code, r.json()["error"]["code"]) == (409, "cart_changed"), r.text
     assert r.headers["retry-after"] == "1"
     assert _orders(db) == 0

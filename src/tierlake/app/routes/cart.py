@@ -13,7 +13,9 @@ from tierlake.app.services import carts
 
 router = APIRouter(tags=["cart"])
 ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 409: {"model": ErrorResponse},
+    401: {"model": ErrorResponse}, 404: {"model": ErrorResponse},
+    409: {"model": ErrorResponse, "description": "Out of stock, or `checkout_in_progress`: "
+          "a checkout holds the cart (retry after `Retry-After`)."},
     413: {"model": ErrorResponse}}
 
 

@@ -1,4 +1,12 @@
-"""A customer's cart: one open cart per customer, lines keyed by product."""
+"""A customer's cart: one open cart per customer, lines keyed by product.
+
+A change to the cart while a checkout holds it (MariaDB, PostgreSQL: the hold is committed
+before the checkout's transaction, :mod:`tierlake.app.services.orders`) is refused with 409
+``checkout_in_progress``: the checkout has read the cart and is about to empty it, so a
+changed quantity would be emptied with the rest and the order would keep the old one. The
+change reads the cart row ``FOR UPDATE`` first, so it either commits before the hold is
+taken (and the checkout orders it) or sees the hold.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +14,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from tierlake.app.errors import NotFoundError, OutOfStockError
+from tierlake.app.errors import ConflictError, NotFoundError, OutOfStockError
 from tierlake.app.schemas import CartItemPublic, CartPublic
 from tierlake.data.db import Database
-from tierlake.data.schema import Cart, CartItem, Product
+from tierlake.data.schema import Cart, CartItem, Product, utcnow
 from tierlake.pricing import line_total, totals
 
 
@@ -43,7 +51,12 @@ def set_item(db: Database, customer_id: int, product_id: int, quantity: int) -> 
     """Set a product's quantity in the cart; 0 removes it."""
 
     def _set(s: Session) -> CartPublic:
-        cart = _cart(s, customer_id)
+        cart = s.scalar(select(Cart).where(Cart.customer_id == customer_id).with_for_update())
+        held_until = cart.checkout_expires_at if cart is not None else None
+        if held_until is not None and held_until >= utcnow():
+            raise ConflictError("This cart is being checked out; change it once the order is "
+                                "placed (it empties the cart) or refused.",
+                                code="checkout_in_progress", headers={"Retry-After": "1"})
         item = None
         if cart is not None:
             item = next((i for i in cart.items if i.product_id == product_id), None)
