@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import re
+from datetime import timedelta
 
 import httpx
 import pytest
+from sqlalchemy import update
 from storefront import (
     csrf_of,
     idempotency_key_of,
@@ -14,6 +16,8 @@ from storefront import (
     register,
     submit,
 )
+
+from tierlake.data.schema import Cart, utcnow
 
 pytestmark = pytest.mark.anyio
 SHIPPING = {"name": "Grace Hopper", "address": "12 Analytical Row", "city": "London",
@@ -199,6 +203,32 @@ async def test_update_quantity_and_remove_from_cart(store, catalogue) -> None:
     assert 'data-testid="cart-item"' in cart.text and "$89.00" not in cart.text
     r = await submit(client, "/cart", f"/cart/items/{mug['id']}", {"quantity": 0})
     assert 'data-testid="cart-empty"' in (await client.get("/cart")).text
+
+
+async def test_a_cart_held_by_a_checkout_is_not_changed_and_the_page_says_so(  # type: ignore[no-untyped-def]
+        store, catalogue, db) -> None:
+    """While a checkout holds the cart (MariaDB, PostgreSQL commit the hold first; here it is
+    set by hand), the API refuses changes with 409: the page says so, never "Removed"."""
+    client = store.browser()
+    await register(client)
+    mug = catalogue["mug"]
+    await add_to_cart(client, mug)
+    with db.session() as s:
+        s.execute(update(Cart).values(checkout_key="held-elsewhere-1",
+                                      checkout_fingerprint="x" * 64,
+                                      checkout_expires_at=utcnow() + timedelta(seconds=60)))
+    for path, form in ((f"/cart/items/{mug['id']}/remove", {}),
+                       (f"/cart/items/{mug['id']}", {"quantity": 3})):
+        r = await submit(client, "/cart", path, form)
+        assert r.status_code == 303
+        page = (await client.get("/cart")).text
+        assert "flash-error" in page and "being checked out" in page, path
+        assert "Removed" not in page and 'data-testid="cart-item"' in page
+    with db.session() as s:
+        s.execute(update(Cart).values(checkout_key=None, checkout_fingerprint=None,
+                                      checkout_expires_at=None))
+    await submit(client, "/cart", f"/cart/items/{mug['id']}/remove", {})
+    assert "Removed Ceramic Mug" in (await client.get("/cart")).text
 
 
 async def test_adding_more_than_in_stock_shows_a_message(store, catalogue) -> None:

@@ -117,7 +117,10 @@ async def remove_item(request: Request) -> Response:
     try:
         cart = await api(request).delete(f"/cart/items/{product_id}", token=auth.token)
     except ApiError as exc:
-        if exc.status not in (404, 409):
+        if exc.status == 409:  # a checkout holds the cart: nothing was removed
+            flash(request, exc.message, "error")
+            return redirect("/cart")
+        if exc.status != 404:
             raise
         cart = await api(request).get("/cart", token=auth.token)
     web(request).set_cart_count(int(cart["item_count"]))
