@@ -158,7 +158,7 @@ def mail_serve(
     """Run the mail catcher alone until Ctrl-C (`tierlake up` runs it for you)."""
     settings = _settings()
     catcher = mail.MailCatcher(settings.bi.smtp_host, port or settings.bi.smtp_port,
-                               mail.mail_dir(settings))
+                               mail.mail_dir(settings), settings.bi.mail_keep)
     catcher.start()
     out.print(f"Mail catcher on {escape(catcher.host)}:{catcher.port}, keeping messages in "
               f"{escape(str(catcher.maildir))}; Ctrl-C stops it.", soft_wrap=True)

@@ -389,6 +389,11 @@ class BiConfig(Section):
                     "what it receives and lists it on the BI tier's Mail page, instead of "
                     "sending anything out.",
     )
+    mail_keep: int = Field(
+        500, ge=1,
+        description="The mail catcher keeps the newest this many messages and deletes older "
+                    "ones as new ones arrive (as Mailpit's `--max`).",
+    )
     alert_check_seconds: float = Field(
         60.0, gt=0, description="How often the BI tier evaluates alerts and due reports.",
     )

@@ -48,6 +48,17 @@ def test_a_sent_message_arrives_with_its_html_and_attachments(tmp_path: Path) ->
         read_message(mail_dir(settings), "no-such-key")
 
 
+def test_the_catcher_keeps_the_newest_messages_and_deletes_older_ones(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, free_port())
+    with MailCatcher("127.0.0.1", settings.bi.smtp_port, mail_dir(settings), keep=3):
+        for n in range(1, 6):  # sent one after the other, in milliseconds
+            send(settings, ["ops@tierlake.test"], f"Alert {n}", f"<p>{n}</p>")
+            kept = [m.subject for m in list_messages(mail_dir(settings))]
+            assert kept == [f"Alert {i}" for i in range(n, max(0, n - 3), -1)]
+    files = [p for sub in ("new", "cur") for p in (mail_dir(settings) / sub).iterdir()]
+    assert len(files) == 3
+
+
 def test_no_server_is_a_clear_error(tmp_path: Path) -> None:
     settings = _settings(tmp_path, free_port())  # nothing listens there
     with pytest.raises(MailError) as caught:

@@ -6,12 +6,15 @@ https://docs.aws.amazon.com/quicksight/latest/user/threshold-alerts.html); here 
 speaks plain SMTP to ``bi.smtp_host:bi.smtp_port`` with the standard library. Under
 `tierlake up` that port is an embedded catcher (aiosmtpd) that delivers nothing outside: it
 keeps every message in a Maildir under ``<data_dir>/mail``, and the BI tier's Mail page lists
-them, so a person sees what would have been sent without a mail server.
+them, so a person sees what would have been sent without a mail server. It keeps the newest
+``bi.mail_keep`` (500) and deletes older ones as new ones arrive, so a long-running system's
+hourly alerts do not fill the disk.
 """
 
 from __future__ import annotations
 
 import mailbox
+import re
 import smtplib
 import socket
 from collections.abc import Sequence
@@ -127,10 +130,12 @@ def send(settings: Settings, to: Sequence[str], subject: str, html: str,
 
 
 class _MaildirHandler:
-    """aiosmtpd's handler: every message accepted goes into the Maildir, as received."""
+    """aiosmtpd's handler: every message accepted goes into the Maildir, as received; then
+    all but the newest ``keep`` are deleted."""
 
-    def __init__(self, maildir: Path) -> None:
+    def __init__(self, maildir: Path, keep: int) -> None:
         self.maildir = maildir
+        self.keep = keep
 
     async def handle_DATA(self, server: SMTPServer, session: Session,
                           envelope: Envelope) -> str:
@@ -142,7 +147,38 @@ class _MaildirHandler:
         key = box.add(mailbox.MaildirMessage(data))
         log.info("bi.mail_caught", key=key, mail_from=envelope.mail_from,
                  to=list(envelope.rcpt_tos), size=len(content))
+        _keep_newest(self.maildir, self.keep)
         return "250 Message accepted for delivery"
+
+
+def _keep_newest(maildir: Path, keep: int) -> None:
+    """Delete all but the ``keep`` newest messages (in the Mail page's order)."""
+    found = []
+    for key, path in _messages_dir_files(maildir).items():
+        try:
+            found.append((_delivery_order(key, path), path))
+        except FileNotFoundError:
+            continue
+    found.sort(reverse=True)
+    for _, path in found[keep:]:
+        path.unlink(missing_ok=True)
+    if len(found) > keep:
+        log.info("bi.mail_pruned", deleted=len(found) - keep, kept=keep)
+
+
+# How the standard library's ``mailbox.Maildir`` names a message: "<seconds>.M<microseconds>
+# P<pid>Q<count>.<host>" (the Maildir convention).
+_KEY = re.compile(r"^(\d+)\.M(\d+)P\d+Q(\d+)\.")
+
+
+def _delivery_order(key: str, path: Path) -> tuple[int, int, str]:
+    """When the message was delivered, in ns, to order messages: from its Maildir name (to the
+    microsecond, then the delivering process's count), else the file's mtime (whose clock
+    ticks are milliseconds apart, so messages in one tick would tie)."""
+    match = _KEY.match(key)
+    if match:
+        return int(match[1]) * 10**9 + int(match[2]) * 1000, int(match[3]), key
+    return path.stat().st_mtime_ns, 0, key
 
 
 class MailCatcher:
@@ -151,14 +187,14 @@ class MailCatcher:
     It runs in its own thread (aiosmtpd's Controller), so the control plane, the CLI and tests
     start and stop it the same way."""
 
-    def __init__(self, host: str, port: int, maildir: Path) -> None:
-        self.host, self.port, self.maildir = host, port, maildir
+    def __init__(self, host: str, port: int, maildir: Path, keep: int = 500) -> None:
+        self.host, self.port, self.maildir, self.keep = host, port, maildir, keep
         self._controller: Controller | None = None
 
     def start(self) -> None:
         for sub in ("tmp", "new", "cur"):  # a Maildir's three folders, even in an empty dir
             (self.maildir / sub).mkdir(parents=True, exist_ok=True)
-        controller = Controller(_MaildirHandler(self.maildir), hostname=self.host,
+        controller = Controller(_MaildirHandler(self.maildir, self.keep), hostname=self.host,
                                 port=self.port, ready_timeout=10.0)
         try:
             # aiosmtpd would wait out its ready_timeout on a taken port; ask the OS first.
@@ -224,11 +260,12 @@ def list_messages(maildir: Path) -> list[MailInfo]:
     for key, path in _messages_dir_files(maildir).items():
         try:
             data = path.read_bytes()
-            delivered = path.stat().st_mtime_ns / 1e9
+            order = _delivery_order(key, path)
         except FileNotFoundError:  # moved or removed meanwhile
             continue
-        found.append(_info(key, _parse(data), len(data), delivered))
-    return sorted(found, key=lambda m: (m.received, m.key), reverse=True)
+        found.append((order, _info(key, _parse(data), len(data), order[0] / 1e9)))
+    found.sort(key=lambda pair: pair[0], reverse=True)
+    return [info for _, info in found]
 
 
 def read_message(maildir: Path, key: str) -> MailView:
@@ -244,7 +281,7 @@ def read_message(maildir: Path, key: str) -> MailView:
     attachments = tuple(
         Attachment(str(p.get_filename()), _payload(p), p.get_content_type())
         for p in message.iter_attachments() if p.get_filename())
-    return MailView(info=_info(key, message, len(data), path.stat().st_mtime_ns / 1e9),
+    return MailView(info=_info(key, message, len(data), _delivery_order(key, path)[0] / 1e9),
                     html=_text(body_html), text=_text(body_text), attachments=attachments)
 
 

@@ -42,7 +42,7 @@ class BiNotifications:
     async def start(self) -> None:
         bi = self.settings.bi
         if bi.mail_catcher:
-            catcher = MailCatcher(bi.smtp_host, bi.smtp_port, mail_dir(self.settings))
+            catcher = MailCatcher(bi.smtp_host, bi.smtp_port, mail_dir(self.settings), bi.mail_keep)
             await asyncio.to_thread(catcher.start)
             self.catcher = catcher
         engine = self.engine
